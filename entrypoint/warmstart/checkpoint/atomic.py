@@ -1,0 +1,79 @@
+"""Crash-safe file replacement: temp file in the same folder, fsync, rename, fsync the folder.
+
+A reader (or a restarted job) sees either the old file or the new one, never a partial one.
+Temp files are dot-files with a fixed marker, so discovery never mistakes them for data and a
+later run can sweep the ones a killed process left behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from ..errors import VolumeError
+
+TEMP_MARKER = ".tmp-"
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}")
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or unlink in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically; on failure the old file is untouched."""
+    temp = _temp_path(path)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+        fsync_dir(path.parent)
+    except OSError as err:
+        try:
+            temp.unlink()
+        except OSError:
+            pass
+        raise volume_error(path, err) from None
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def volume_error(path: Path, err: OSError) -> VolumeError:
+    """One line that says what went wrong with the volume and what to do about it."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return VolumeError(f"{path}: no space left on the checkpoint volume ({err.strerror}); "
+                           "free space or use a bigger volume; the previous snapshot is intact.")
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return VolumeError(
+            f"{path}: cannot write ({err.strerror}); the checkpoint folder must be writable "
+            f"by uid {os.getuid()} (gid {os.getgid()}).")
+    return VolumeError(f"{path}: write failed ({err.strerror or err}).")
+
+
+def sweep_temp_files(folder: Path) -> list[Path]:
+    """Remove temp files a killed writer left in ``folder``; returns what was removed."""
+    removed = []
+    for path in folder.glob(f".*{TEMP_MARKER}*"):
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed

@@ -1,0 +1,219 @@
+"""A run folder on the checkpoint volume: rlpyt's layout plus our manifest.
+
+``CKPT_DIR/<run>/`` holds what rlpyt's logger writes (``params.pkl`` or ``itr_N.pkl``,
+``progress.csv``, ``params.json``) and ``manifest.json``: the parent snapshot and its sha256,
+the config, the job's step budget, the software versions and one entry per snapshot written.
+Every file is replaced atomically, so a job killed at any instant leaves a loadable folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import provenance
+from ..config import SAMPLER_BATCH, Config
+from . import atomic
+from . import snapshot as snap
+
+MANIFEST = "manifest.json"
+PROGRESS = "progress.csv"
+PARAMS_JSON = "params.json"
+MANIFEST_FORMAT = 1
+_RUN_N = re.compile(r"^run_(\d+)$")
+
+StateFn = Callable[[], dict[str, Any]]
+"""Returns ``model``, ``target`` and ``optimizer`` state dicts on the CPU, when a snapshot is due."""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def next_run_name(ckpt_dir: Path) -> str:
+    """``run_<N>`` one past the highest existing, as rlpyt numbers its run_ID folders."""
+    taken = [int(m.group(1)) for p in ckpt_dir.iterdir() if (m := _RUN_N.match(p.name))]
+    return f"run_{max(taken, default=-1) + 1}"
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The run's manifest, or None when the folder is not one of ours (or never got that far)."""
+    try:
+        manifest = json.loads((run_dir / MANIFEST).read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
+    return manifest if manifest.get("format") == MANIFEST_FORMAT else None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The job's span in sampler iterations; it belongs to the run, so restarts share it."""
+
+    start_itr: int  # first iteration this run trains
+    target_itr: int  # last iteration: the run is done once it has been snapshotted
+    eps_decay_start_itr: int  # where the lineage's epsilon ramp starts (its cold min_steps_learn)
+
+    @property
+    def target_cum_steps(self) -> int:
+        return self.target_itr * SAMPLER_BATCH
+
+
+class RunDir:
+    """Writes one run's snapshots, progress rows and manifest; nothing else touches the folder."""
+
+    def __init__(self, path: Path, config: Config, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.config = config
+        self.manifest = manifest
+        self._gap_itrs = max(1, config.snapshot_every // SAMPLER_BATCH)
+        self._rows: list[dict[str, Any]] = self._read_rows()
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def budget(self) -> Budget:
+        b = self.manifest["budget"]
+        return Budget(b["start_itr"], b["target_itr"], b["eps_decay_start_itr"])
+
+    @property
+    def finished(self) -> bool:
+        return self.manifest["status"] == "finished"
+
+    @classmethod
+    def create(cls, path: Path, config: Config, *, engine: str, n_actions: int,
+               parent: snap.Snapshot | None, budget: Budget) -> RunDir:
+        """Make the folder and write its manifest and params.json before any training."""
+        try:
+            path.mkdir(parents=False, exist_ok=True)
+        except OSError as err:
+            raise atomic.volume_error(path, err) from None
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "run": path.name,
+            "status": "running",
+            "created": _now(),
+            "engine": engine,
+            "game": config.game,
+            "n_actions": n_actions,
+            "dueling": config.dueling,
+            "seed": config.seed,
+            "parent": None if parent is None else {
+                "path": str(parent.path), "sha256": parent.sha256, "itr": parent.itr,
+                "cum_steps": parent.cum_steps, "lr": parent.lr},
+            "budget": {"start_itr": budget.start_itr, "target_itr": budget.target_itr,
+                       "target_cum_steps": budget.target_cum_steps,
+                       "eps_decay_start_itr": budget.eps_decay_start_itr},
+            "config": config.as_dict(),
+            "versions": provenance.versions(),
+            "snapshots": [],
+        }
+        run = cls(path, config, manifest)
+        run._write_manifest()
+        atomic.write_text(path / PARAMS_JSON, json.dumps(run._rlpyt_params(), indent=2) + "\n")
+        return run
+
+    @classmethod
+    def open(cls, path: Path, config: Config) -> RunDir | None:
+        """Reopen a run a previous process of this job started, or None if there is none."""
+        manifest = read_manifest(path)
+        if manifest is None:
+            return None
+        atomic.sweep_temp_files(path)
+        return cls(path, config, manifest)
+
+    def _rlpyt_params(self) -> dict[str, Any]:
+        """params.json as rlpyt's logger writes it: the logged config plus name and run_ID."""
+        c = self.config
+        match = _RUN_N.match(self.name)
+        return {
+            "game": c.game,
+            "algo": {"discount": c.discount, "batch_size": c.batch_size,
+                     "min_steps_learn": c.min_steps_learn, "replay_size": c.replay_size,
+                     "replay_ratio": c.replay_ratio,
+                     "target_update_interval": c.target_update_interval,
+                     "n_step_return": c.n_step_return, "double_dqn": c.double_dqn,
+                     "prioritized_replay": c.prioritized_replay, "learning_rate": c.lr,
+                     "eps_steps": c.eps_steps},
+            "agent": {"dueling": c.dueling, "eps_final": c.eps_final},
+            "sampler": {"batch_T": SAMPLER_BATCH, "batch_B": 1},
+            "n_steps": c.steps,
+            "runner": "warmstart",
+            "name": f"dqn_{c.game}",
+            "run_ID": int(match.group(1)) if match else self.name,
+        }
+
+    def _write_manifest(self) -> None:
+        self.manifest["updated"] = _now()
+        atomic.write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2) + "\n")
+
+    def snapshot_files(self, itr: int, *, final: bool) -> list[str]:
+        """Which files a snapshot at ``itr`` goes to under SNAPSHOT_MODE (rlpyt's modes).
+
+        In the gap modes the final snapshot always gets its itr file, so the end of a job is
+        never only in memory.
+        """
+        mode = self.config.snapshot_mode
+        files = []
+        if mode in ("last", "last+gap"):
+            files.append("params.pkl")
+        if mode == "all" or (mode in ("gap", "last+gap")
+                             and (final or (itr + 1) % self._gap_itrs == 0)):
+            files.append(f"itr_{itr}.pkl")
+        return files
+
+    def save_snapshot(self, itr: int, state: StateFn, *, final: bool = False) -> float:
+        """Write the snapshot for ``itr`` atomically; returns the seconds it took."""
+        started = time.perf_counter()
+        files = self.snapshot_files(itr, final=final)
+        if not files:
+            return 0.0
+        parts = state()
+        data = snap.to_bytes(itr=itr, cum_steps=itr * SAMPLER_BATCH, model=parts["model"],
+                             target=parts["target"], optimizer=parts["optimizer"])
+        digest = hashlib.sha256(data).hexdigest()
+        entries = [e for e in self.manifest["snapshots"] if e["file"] not in files]
+        for name in files:
+            atomic.write_bytes(self.path / name, data)
+            entries.append({"file": name, "itr": itr, "cum_steps": itr * SAMPLER_BATCH,
+                            "sha256": digest, "written": _now()})
+        self.manifest["snapshots"] = entries
+        self._write_manifest()
+        return time.perf_counter() - started
+
+    def _read_rows(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path / PROGRESS, newline="") as handle:
+                return list(csv.DictReader(handle))
+        except FileNotFoundError:
+            return []
+
+    @property
+    def last_row(self) -> dict[str, Any] | None:
+        return self._rows[-1] if self._rows else None
+
+    def log_row(self, row: dict[str, Any]) -> None:
+        """Append a progress.csv row (the whole file is rewritten atomically; it stays small)."""
+        self._rows.append(row)
+        columns: list[str] = []
+        for r in self._rows:
+            columns.extend(k for k in r if k not in columns)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self._rows)
+        atomic.write_text(self.path / PROGRESS, out.getvalue())
+
+    def mark(self, status: str) -> None:
+        """Record how the run ended: ``finished`` (budget reached) or ``stopped`` (by a signal)."""
+        self.manifest["status"] = status
+        self._write_manifest()

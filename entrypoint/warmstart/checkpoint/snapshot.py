@@ -1,0 +1,206 @@
+"""rlpyt's snapshot, read safely and described in the user's words.
+
+A snapshot is rlpyt's ``params.pkl`` / ``itr_N.pkl``: a ``torch.save`` dict with ``itr``,
+``cum_steps``, ``agent_state_dict`` and ``optimizer_state_dict``. The model's key names and
+shapes are the contract with rlpyt, so everything here is about that dict and nothing about
+training. Loading never runs pickled code (``weights_only=True``); every way a file can be
+unusable becomes one ``SnapshotError`` naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import re
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import SnapshotError
+
+SNAPSHOT_NAME = re.compile(r"^(params|itr_\d+)\.pkl$")
+
+_PLAIN_OUT = "head.model.2.weight"
+_DUELING_OUT = "head.advantage_out.weight"
+_CONV_KEYS = tuple(f"conv.conv.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias"))
+_PLAIN_KEYS = _CONV_KEYS + tuple(f"head.model.{i}.{p}" for i in (0, 2) for p in ("weight", "bias"))
+_DUELING_KEYS = _CONV_KEYS + (
+    "head.advantage_bias",
+    "head.advantage_hidden.model.0.weight", "head.advantage_hidden.model.0.bias",
+    "head.advantage_out.weight",
+    "head.value.model.0.weight", "head.value.model.0.bias",
+    "head.value.model.2.weight", "head.value.model.2.bias",
+)
+
+
+class UnsafeSnapshotError(SnapshotError):
+    """A file that would execute code when unpickled: never skipped quietly, always refused."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What a model state dict is: how many actions it scores, and with which head."""
+
+    n_actions: int
+    dueling: bool
+
+    @property
+    def head(self) -> str:
+        return "dueling" if self.dueling else "plain"
+
+
+@dataclass
+class Snapshot:
+    """A loaded snapshot, normalised: ``target`` is filled in when the file held a bare model."""
+
+    path: Path
+    itr: int
+    cum_steps: int
+    model: OrderedDict[str, torch.Tensor]
+    target: OrderedDict[str, torch.Tensor]
+    optimizer: dict[str, Any] | None
+    shape: ModelShape
+    sha256: str
+
+    @property
+    def lr(self) -> float | None:
+        """The learning rate saved in the optimizer state (rlpyt restores it silently)."""
+        if not self.optimizer or not self.optimizer.get("param_groups"):
+            return None
+        return float(self.optimizer["param_groups"][0]["lr"])
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(t.numel() for t in self.model.values())
+
+
+def model_shape(state_dict: dict[str, torch.Tensor], source: Path) -> ModelShape:
+    """Read (n_actions, dueling) off rlpyt AtariDqnModel keys; refuse anything else plainly."""
+    dueling = "head.advantage_bias" in state_dict
+    expected = _DUELING_KEYS if dueling else _PLAIN_KEYS
+    missing = [k for k in expected if k not in state_dict]
+    extra = [k for k in state_dict if k not in expected]
+    if missing or extra:
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {extra[0]!r}"
+        raise SnapshotError(
+            f"{source}: agent_state_dict is not an rlpyt AtariDqnModel ({what}); "
+            "only AtariDqnModel snapshots (plain or dueling) can be warm-started.")
+    out = state_dict[_DUELING_OUT if dueling else _PLAIN_OUT]
+    first = state_dict["conv.conv.0.weight"]
+    if tuple(first.shape) != (32, 4, 8, 8):
+        raise SnapshotError(
+            f"{source}: first conv layer has shape {tuple(first.shape)}, expected (32, 4, 8, 8) "
+            "(4 stacked 104x80 frames); this is not an rlpyt AtariDqnModel snapshot.")
+    return ModelShape(n_actions=int(out.shape[0]), dueling=dueling)
+
+
+def _torch_load(path: Path, source: Path | io.BytesIO, *, mmap: bool = False) -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True``, turning each failure into a plain sentence."""
+    try:
+        loaded = torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            raise UnsafeSnapshotError(
+                f"{path}: refused to load: the file would run code on load (it pickles "
+                "objects beyond tensors and plain containers). Re-save it with plain "
+                "dicts/tensors from a trusted rlpyt install, or delete it.") from None
+        raise SnapshotError(f"{path}: not a readable torch snapshot ({err}); it may be "
+                            "truncated or corrupt. Delete it or point INIT_SNAPSHOT at "
+                            "another file.") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as err:
+        first_line = str(err).splitlines()[0][:200] if str(err) else "empty"
+        raise SnapshotError(
+            f"{path}: not a readable torch snapshot ({type(err).__name__}: {first_line}); "
+            "it may be truncated or corrupt. Delete it or point INIT_SNAPSHOT at another "
+            "file.") from None
+    if not isinstance(loaded, dict):
+        raise SnapshotError(f"{path}: holds a {type(loaded).__name__}, not rlpyt's snapshot dict.")
+    return loaded
+
+
+def _as_int(path: Path, params: dict[str, Any], key: str) -> int:
+    value = params.get(key)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SnapshotError(f"{path}: '{key}' is {value!r}, expected a non-negative int "
+                            "as rlpyt writes it.")
+    return value
+
+
+def read(path: Path) -> Snapshot:
+    """Load and normalise a snapshot; accept ``agent_state_dict`` whole or as a bare model dict."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: snapshot file does not exist.") from None
+    except OSError as err:
+        raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror}).") from None
+    params = _torch_load(path, io.BytesIO(data))
+    missing = [k for k in ("itr", "cum_steps", "agent_state_dict") if k not in params]
+    if missing:
+        raise SnapshotError(
+            f"{path}: missing {', '.join(missing)}; expected rlpyt's snapshot dict "
+            "(itr, cum_steps, agent_state_dict, optimizer_state_dict).")
+    agent = params["agent_state_dict"]
+    if not isinstance(agent, dict):
+        raise SnapshotError(f"{path}: agent_state_dict is a {type(agent).__name__}, not a dict.")
+    if "model" in agent:
+        model, target = agent["model"], agent.get("target", agent["model"])
+    else:  # a bare model state dict, as rlpyt before commit 2e36793 took it
+        model = target = agent
+    shape = model_shape(model, path)
+    if model_shape(target, path) != shape:
+        raise SnapshotError(f"{path}: agent_state_dict's model and target differ in shape.")
+    optimizer = params.get("optimizer_state_dict")
+    if optimizer is not None and not (
+            isinstance(optimizer, dict) and "state" in optimizer and "param_groups" in optimizer):
+        raise SnapshotError(f"{path}: optimizer_state_dict is not a torch.optim state dict.")
+    return Snapshot(
+        path=path, itr=_as_int(path, params, "itr"), cum_steps=_as_int(path, params, "cum_steps"),
+        model=OrderedDict(model), target=OrderedDict(target), optimizer=optimizer, shape=shape,
+        sha256=hashlib.sha256(data).hexdigest())
+
+
+def read_counters(path: Path) -> tuple[int, int]:
+    """(itr, cum_steps) without reading the tensors: cheap enough to rank every candidate.
+
+    A file that is truncated or not a torch zip archive fails here already, which is what lets
+    discovery skip a snapshot that a crash cut short.
+    """
+    # mmap reads only the pickle; torch's older non-zip format cannot be mapped, so read it whole.
+    params = _torch_load(path, path, mmap=zipfile.is_zipfile(path))
+    return _as_int(path, params, "itr"), _as_int(path, params, "cum_steps")
+
+
+def check_fits(snapshot: Snapshot, *, game: str, n_actions: int, dueling: bool) -> None:
+    """Refuse a snapshot for another game or head before training, instead of a size mismatch."""
+    if snapshot.shape.n_actions != n_actions:
+        raise SnapshotError(
+            f"{snapshot.path}: snapshot scores {snapshot.shape.n_actions} actions but GAME={game} "
+            f"has {n_actions}; it was trained on another game. Set GAME to that game, or point "
+            "CKPT_DIR/INIT_SNAPSHOT at a snapshot of this one.")
+    if snapshot.shape.dueling != dueling:
+        want = "1" if snapshot.shape.dueling else "0"
+        raise SnapshotError(
+            f"{snapshot.path}: snapshot has a {snapshot.shape.head} head but DUELING="
+            f"{'1' if dueling else '0'}; set DUELING={want} to warm-start from it.")
+
+
+def to_bytes(*, itr: int, cum_steps: int, model: dict[str, torch.Tensor],
+             target: dict[str, torch.Tensor], optimizer: dict[str, Any]) -> bytes:
+    """Serialise exactly rlpyt's dict (Python ints, CPU tensors) in torch's zip format."""
+    params = {
+        "itr": int(itr),
+        "cum_steps": int(cum_steps),
+        "agent_state_dict": {"model": model, "target": target},
+        "optimizer_state_dict": optimizer,
+    }
+    buffer = io.BytesIO()
+    torch.save(params, buffer)
+    return buffer.getvalue()

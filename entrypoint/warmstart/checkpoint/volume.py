@@ -1,0 +1,46 @@
+"""Checks on the checkpoint volume before training: it exists, we can write, there is room.
+
+Each problem is one ``VolumeError`` line saying what to do, raised before any run folder or
+snapshot is written, so a misconfigured mount costs seconds, not a training job.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from ..errors import VolumeError
+from . import atomic
+
+SNAPSHOTS_OF_ROOM = 2
+"""A new snapshot is written beside the previous one before it replaces it: room for two."""
+
+
+def snapshot_bytes(n_actions: int, dueling: bool) -> int:
+    """Size of one params.pkl: model, target and Adam's two moments, all float32, plus slack."""
+    conv = 32 * 4 * 8 * 8 + 32 + 64 * 32 * 4 * 4 + 64 + 64 * 64 * 3 * 3 + 64
+    hidden = 6912 * 512 + 512
+    head = (2 * hidden + 512 + 1 + 512 * n_actions + 1) if dueling else (
+        hidden + 512 * n_actions + n_actions)
+    return 4 * 4 * (conv + head) + (1 << 20)
+
+
+def check(ckpt_dir: Path, *, n_actions: int, dueling: bool) -> None:
+    """Raise ``VolumeError`` unless ``ckpt_dir`` is a writable folder with room for two snapshots."""
+    if not ckpt_dir.exists():
+        raise VolumeError(f"CKPT_DIR={ckpt_dir} does not exist; create it or mount the "
+                          "checkpoint volume there.")
+    if not ckpt_dir.is_dir():
+        raise VolumeError(f"CKPT_DIR={ckpt_dir} is not a folder.")
+    probe = ckpt_dir / f".write-probe{atomic.TEMP_MARKER}{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise atomic.volume_error(ckpt_dir, err) from None
+    need = SNAPSHOTS_OF_ROOM * snapshot_bytes(n_actions, dueling)
+    free = shutil.disk_usage(ckpt_dir).free
+    if free < need:
+        raise VolumeError(f"CKPT_DIR={ckpt_dir} has {free / 1e6:.1f} MB free; a snapshot needs "
+                          f"room for two ({need / 1e6:.0f} MB). Free space or use a bigger volume.")

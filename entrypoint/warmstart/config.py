@@ -1,0 +1,259 @@
+"""Training configuration: one typed object, read from environment variables and flags.
+
+Every field carries its environment variable, default, allowed values and a one-line help;
+``warmstart train --help`` and the README's table are generated from the same fields (a test
+keeps the README in step), so the three never drift. Validation happens here, before anything
+heavy is imported or any file is touched: a bad value is one ``ConfigError`` line naming the
+variable, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import games
+from .errors import ConfigError
+
+ENV_PREFIX = "WARMSTART_"
+"""Every setting may also be given as ``WARMSTART_<NAME>``; an unknown ``WARMSTART_*`` variable
+is an error, so a typo in a namespaced name cannot be silently ignored."""
+
+SAMPLER_BATCH = 4
+"""Env steps per sampler iteration: rlpyt example 1's serial sampler (batch_T=4, batch_B=1).
+A snapshot's ``itr`` counts these iterations and ``cum_steps = itr * SAMPLER_BATCH``."""
+
+COLD_MIN_STEPS_LEARN = 50_000
+WARM_MIN_STEPS_LEARN = 1_000
+
+
+def _setting(env: str, default: Any, help: str, *, choices: tuple[str, ...] = (),
+             minimum: float | None = None, kind: str = "") -> Any:
+    """A dataclass field that knows its environment variable, limits and help line."""
+    return field(default=default, metadata={
+        "env": env, "help": help, "choices": choices, "minimum": minimum, "kind": kind})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a training job is told from outside. Field order is the README's order."""
+
+    ckpt_dir: Path = _setting(
+        "CKPT_DIR", Path("/ckpt"),
+        "Checkpoint volume: the newest snapshot under it is the start point; runs are written here.")
+    init_snapshot: Path | None = _setting(
+        "INIT_SNAPSHOT", None,
+        "Start from this params.pkl / itr_N.pkl instead of the newest snapshot in CKPT_DIR.")
+    strict_snapshots: bool = _setting(
+        "STRICT_SNAPSHOTS", False,
+        "Stop on an unreadable snapshot instead of falling back to the newest readable one.")
+    run_name: str | None = _setting(
+        "RUN_NAME", None,
+        "Name of this job's run folder. Set it (e.g. to the Kubernetes Job name) so a restarted "
+        "job resumes its own run; unset, every start makes a new run_N.")
+    game: str = _setting("GAME", "pong", "Atari game, rlpyt's snake_case name.", kind="game")
+    steps: int = _setting(
+        "STEPS", 50_000, "Env steps to train in this job (rounded up to whole sampler batches of 4).",
+        minimum=1)
+    seed: int = _setting("SEED", 0, "Seeds torch, numpy, the emulator and the start no-ops.",
+                         minimum=0)
+    device: str = _setting("DEVICE", "auto", "Where the network runs; auto picks cuda when present.",
+                           choices=("auto", "cpu", "cuda"))
+    engine: str = _setting(
+        "ENGINE", "auto", "Training engine; auto = rlpyt where importable, else native.",
+        choices=("auto", "native", "rlpyt"))
+    snapshot_mode: str = _setting(
+        "SNAPSHOT_MODE", "last",
+        "As rlpyt: last = params.pkl at every log point; all = itr_N.pkl at every log point; "
+        "gap = itr_N.pkl every SNAPSHOT_EVERY steps; last+gap = both.",
+        choices=("last", "all", "gap", "last+gap"))
+    snapshot_every: int = _setting(
+        "SNAPSHOT_EVERY", 100_000, "Env steps between itr_N.pkl files in the gap modes.", minimum=1)
+    log_every: int = _setting(
+        "LOG_EVERY", 10_000,
+        "Env steps between log points (a progress.csv row, and params.pkl in the last modes).",
+        minimum=1)
+    torch_threads: int = _setting(
+        "TORCH_THREADS", 0, "torch intra-op threads; 0 = one per available core.", minimum=0)
+    lr: float | None = _setting(
+        "LR", None,
+        "Adam learning rate. Unset: a warm start keeps the snapshot's lr, a cold start uses 2.5e-4.",
+        minimum=0.0)
+    batch_size: int = _setting("BATCH_SIZE", 32, "Minibatch size of each DQN update.", minimum=1)
+    replay_size: int = _setting(
+        "REPLAY_SIZE", 1_000_000, "Replay capacity in transitions (about 8.4 KB each).",
+        minimum=100)
+    min_steps_learn: int | None = _setting(
+        "MIN_STEPS_LEARN", None,
+        f"Fresh env steps before updates start. Unset: {COLD_MIN_STEPS_LEARN} cold (rlpyt), "
+        f"{WARM_MIN_STEPS_LEARN} warm (the replay restarts empty).", minimum=0)
+    replay_ratio: float = _setting(
+        "REPLAY_RATIO", 8.0, "Samples trained per env step: updates/iteration = "
+        "max(1, round(REPLAY_RATIO * 4 / BATCH_SIZE)).", minimum=0.0)
+    target_update_interval: int = _setting(
+        "TARGET_UPDATE_INTERVAL", 312, "Updates between target-network copies.", minimum=1)
+    n_step_return: int = _setting("N_STEP_RETURN", 1, "n of the n-step return.", minimum=1)
+    double_dqn: bool = _setting("DOUBLE_DQN", False, "Double DQN targets.")
+    dueling: bool = _setting("DUELING", False, "Dueling head (must match the snapshot).")
+    prioritized_replay: bool = _setting(
+        "PRIORITIZED_REPLAY", False, "Proportional prioritized replay (alpha 0.6, beta 0.4 -> 1).")
+    eps_final: float = _setting("EPS_FINAL", 0.01, "Final exploration epsilon.", minimum=0.0)
+    eps_steps: int = _setting(
+        "EPS_STEPS", 1_000_000, "cum_steps at which epsilon reaches EPS_FINAL.", minimum=1)
+    discount: float = _setting("DISCOUNT", 0.99, "Discount factor gamma.", minimum=0.0)
+
+    @property
+    def iterations(self) -> int:
+        """Sampler iterations this job runs: ``STEPS`` rounded up to whole batches."""
+        return math.ceil(self.steps / SAMPLER_BATCH)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly view, keyed by environment variable, for manifests and params.json."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.metadata["env"]] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+def settings() -> tuple[dataclasses.Field, ...]:
+    """The config's fields in README order; each has ``metadata['env']`` and ``['help']``."""
+    return dataclasses.fields(Config)
+
+
+def flag_name(f: dataclasses.Field) -> str:
+    """``--steps`` for STEPS: the CLI flag that overrides an environment variable."""
+    return "--" + f.metadata["env"].lower().replace("_", "-")
+
+
+def default_text(f: dataclasses.Field) -> str:
+    """How the README and ``--help`` show a default."""
+    if f.default is None:
+        return "unset"
+    if isinstance(f.default, bool):
+        return "1" if f.default else "0"
+    return str(f.default)
+
+
+def allowed_text(f: dataclasses.Field) -> str:
+    """What a value may be, in words, for error messages and the README."""
+    meta = f.metadata
+    if meta["choices"]:
+        return "one of " + ", ".join(meta["choices"])
+    if meta["kind"] == "game":
+        return "a game name as in rlpyt (pong, breakout, space_invaders, ...)"
+    kind = _base_type(f)
+    if kind is bool:
+        return "1/0, true/false, yes/no"
+    if kind is Path:
+        return "a path"
+    if kind is str:
+        return "a name of letters, digits, '-', '_' and '.'"
+    noun = "an integer" if kind is int else "a number"
+    if meta["minimum"] is not None:
+        noun += f" >= {meta['minimum']:g}" if kind is float else f" >= {int(meta['minimum'])}"
+    return noun
+
+
+def _base_type(f: dataclasses.Field) -> type:
+    """The declared type without ``| None`` (annotations are strings under __future__)."""
+    name = str(f.type).replace(" | None", "").strip()
+    return {"int": int, "float": float, "bool": bool, "str": str, "Path": Path}[name]
+
+
+def _parse_int(text: str) -> int:
+    """Integers, also written as rlpyt users do (``1e6``, ``50_000``) when the value is whole."""
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        value = float(text)
+        if not value.is_integer():
+            raise
+        return int(value)
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _parse_name(text: str) -> str:
+    if not text or not all(c.isalnum() or c in "-_." for c in text) or text.startswith("."):
+        raise ValueError(text)
+    return text
+
+
+_PARSERS: dict[type, Callable[[str], Any]] = {
+    int: _parse_int, float: float, bool: _parse_bool, Path: Path, str: _parse_name}
+
+
+def _parse_value(f: dataclasses.Field, raw: str) -> Any:
+    env = f.metadata["env"]
+    bad = ConfigError(f"{env}={raw!r} is not valid: expected {allowed_text(f)}.")
+    if f.metadata["choices"]:
+        if raw not in f.metadata["choices"]:
+            raise bad
+        return raw
+    if f.metadata["kind"] == "game":
+        try:
+            games.minimal_action_count(raw)
+        except ValueError as err:
+            raise ConfigError(f"GAME={raw!r} is not a known Atari game: {err}") from None
+        return raw
+    try:
+        value = _PARSERS[_base_type(f)](raw.strip())
+    except (ValueError, OverflowError):
+        raise bad from None
+    minimum = f.metadata["minimum"]
+    if minimum is not None and (value < minimum or (isinstance(value, float) and math.isnan(value))):
+        raise bad
+    return value
+
+
+def load(environ: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> Config:
+    """Build the config: flag > ``WARMSTART_<NAME>`` > ``<NAME>`` > default.
+
+    ``overrides`` maps environment-variable names to raw flag values. An empty variable counts
+    as unset, as shells and Kubernetes manifests often leave them.
+    """
+    known = {f.metadata["env"] for f in settings()}
+    for name in environ:
+        if name.startswith(ENV_PREFIX) and name[len(ENV_PREFIX):] not in known:
+            wanted = name[len(ENV_PREFIX):]
+            close = difflib.get_close_matches(wanted, sorted(known), n=1)
+            hint = f" Did you mean {ENV_PREFIX}{close[0]}?" if close else ""
+            raise ConfigError(f"{name} is not a setting of warmstart.{hint} "
+                              f"Known settings: {', '.join(sorted(known))}.")
+    values: dict[str, Any] = {}
+    for f in settings():
+        env = f.metadata["env"]
+        raw = (overrides or {}).get(env)
+        if raw is None:
+            raw = environ.get(ENV_PREFIX + env) or environ.get(env) or None
+        if raw is not None:
+            values[f.name] = _parse_value(f, raw)
+    return Config(**values)
+
+
+def from_environment(overrides: Mapping[str, str] | None = None) -> Config:
+    """The config for this process."""
+    return load(os.environ, overrides)
+
+
+def markdown_table() -> str:
+    """The README's settings table; a test checks the README holds exactly this."""
+    rows = ["| Variable | Flag | Default | Allowed | What it does |", "|---|---|---|---|---|"]
+    for f in settings():
+        rows.append(f"| `{f.metadata['env']}` | `{flag_name(f)}` | `{default_text(f)}` | "
+                    f"{allowed_text(f)} | {f.metadata['help']} |")
+    return "\n".join(rows)

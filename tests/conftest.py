@@ -1,0 +1,63 @@
+"""Shared test helpers: the rlpyt fixture's location and running the real `warmstart` command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Settings for training runs short enough for a test: a few hundred real ALE steps.
+SHORT_RUN = {
+    "STEPS": "400",
+    "MIN_STEPS_LEARN": "200",
+    "REPLAY_SIZE": "2000",
+    "LOG_EVERY": "200",
+    "TORCH_THREADS": "1",
+}
+
+
+def fixtures_dir() -> Path:
+    """``SHARED_FIXTURES`` (set by .ci/run), else ../shared/fixtures beside the repository."""
+    return Path(os.environ.get("SHARED_FIXTURES", REPO.parent / "shared" / "fixtures"))
+
+
+@pytest.fixture
+def rlpyt_snapshot() -> Path:
+    """params.pkl written by rlpyt itself (example 1, pong, 10k steps); skips when absent."""
+    path = fixtures_dir() / "rlpyt" / "pong_example1" / "params.pkl"
+    if not path.exists():
+        pytest.skip(f"rlpyt fixture not found at {path}; set SHARED_FIXTURES to shared/fixtures")
+    return path
+
+
+@pytest.fixture
+def rlpyt_run_dir(tmp_path: Path, rlpyt_snapshot: Path) -> Path:
+    """A CKPT_DIR holding a copy of the rlpyt run folder (never the shared original)."""
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(rlpyt_snapshot.parent, ckpt / "pong_example1")
+    for path in (ckpt / "pong_example1").iterdir():
+        path.chmod(0o644)
+    return ckpt
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """The process environment without any warmstart setting, plus ``settings``."""
+    from warmstart.config import ENV_PREFIX, settings as all_settings
+
+    names = {f.metadata["env"] for f in all_settings()}
+    env = {k: v for k, v in os.environ.items()
+           if k not in names and not k.startswith(ENV_PREFIX)}
+    env.update(settings)
+    return env
+
+
+def warmstart(*args: str, timeout: float = 600, **settings: str) -> subprocess.CompletedProcess:
+    """Run the `warmstart` command as a user would, in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "warmstart", *args], env=clean_env(**settings),
+                          capture_output=True, text=True, timeout=timeout)
