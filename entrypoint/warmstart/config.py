@@ -79,6 +79,10 @@ class Config:
         "LOG_EVERY", 10_000,
         "Env steps between log points (a progress.csv row, and params.pkl in the last modes).",
         minimum=1)
+    keep_snapshots: int = _setting(
+        "KEEP_SNAPSHOTS", 0,
+        "Keep only the newest N itr_N.pkl files of a run (never the one it started from); "
+        "0 keeps all.", minimum=0)
     torch_threads: int = _setting(
         "TORCH_THREADS", 0, "torch intra-op threads; 0 = one per available core.", minimum=0)
     lr: float | None = _setting(

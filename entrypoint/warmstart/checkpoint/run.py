@@ -74,6 +74,7 @@ class RunDir:
         self.config = config
         self.manifest = manifest
         self._gap_itrs = max(1, config.snapshot_every // SAMPLER_BATCH)
+        self.protected: Path | None = None  # the snapshot this process started from
         self._rows: list[dict[str, Any]] = self._read_rows()
 
     @property
@@ -188,7 +189,28 @@ class RunDir:
                             "sha256": digest, "written": _now()})
         self.manifest["snapshots"] = entries
         self._write_manifest()
+        self._prune()
         return time.perf_counter() - started
+
+    def _prune(self) -> None:
+        """Apply KEEP_SNAPSHOTS to this run's itr_N.pkl files, after the new one is safe.
+
+        The snapshot this process started from is never deleted (a restart may still need it),
+        and the newest is always among the kept ones.
+        """
+        keep = self.config.keep_snapshots
+        if not keep:
+            return
+        numbered = sorted(self.path.glob("itr_*.pkl"),
+                          key=lambda p: int(p.stem.removeprefix("itr_")), reverse=True)
+        doomed = [p for p in numbered[keep:] if p != self.protected]
+        for path in doomed:
+            path.unlink(missing_ok=True)
+        if doomed:
+            names = {p.name for p in doomed}
+            self.manifest["snapshots"] = [e for e in self.manifest["snapshots"]
+                                          if e["file"] not in names]
+            self._write_manifest()
 
     def _read_rows(self) -> list[dict[str, Any]]:
         try:

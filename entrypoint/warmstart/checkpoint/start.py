@@ -87,6 +87,7 @@ def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoi
     if own is None and run.manifest["parent"] is not None:
         start = snap.read(Path(run.manifest["parent"]["path"]))
     first_itr = run.budget.start_itr if own is None else own.itr + 1
+    run.protected = None if own is None else own.path
     lr, source = _learning_rate(config, start)
     return StartPoint(run=run, snapshot=start, first_itr=first_itr,
                       min_itr_learn=first_itr + _fresh_steps(config, start is not None)

@@ -1,0 +1,50 @@
+# warmstart-dqn: `make train` trains on CPU into ./ckpt (a second run warm-starts from it),
+# `make test` runs the test suite. Both build the virtualenv .venv from pinned requirements.
+
+PYTHON ?= python3
+VENV ?= .venv
+# Extra pip index for torch, e.g. https://download.pytorch.org/whl/cpu for a CPU-only wheel.
+TORCH_INDEX ?=
+
+# `make train` defaults: a short CPU demo run. Any of these can be overridden from the
+# environment or the command line (GAME=breakout STEPS=200000 CKPT_DIR=/data/ckpt make train);
+# every other setting in README's table passes through from the environment as it is.
+export CKPT_DIR ?= $(CURDIR)/ckpt
+export STEPS ?= 5000
+export MIN_STEPS_LEARN ?= 1000
+
+VENV_STAMP := $(VENV)/.installed
+
+.PHONY: venv train test inspect readme clean
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml docker/requirements-cpu.txt tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
+		-r docker/requirements-cpu.txt -r tests/requirements.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+train: venv
+	mkdir -p "$(CKPT_DIR)"
+	$(VENV)/bin/warmstart train
+
+test: venv
+	$(VENV)/bin/python -m pytest
+
+# Summarise the newest snapshot in CKPT_DIR.
+inspect: venv
+	$(VENV)/bin/warmstart inspect "$(CKPT_DIR)"
+
+# Regenerate the settings table in README.md from the config object.
+readme: venv
+	$(VENV)/bin/python -c "import re, pathlib; from warmstart.config import markdown_table as t; \
+	p = pathlib.Path('README.md'); s = p.read_text(); \
+	p.write_text(re.sub(r'(<!-- settings:start -->\n).*?(\n<!-- settings:end -->)', \
+	lambda m: m.group(1) + t() + m.group(2), s, flags=re.S))"
+
+clean:
+	rm -rf $(VENV) .pytest_cache
+
+-include docker/image.mk

@@ -1,0 +1,103 @@
+"""``warmstart train``: config -> start point -> engine -> snapshots, and the exit code.
+
+This is the only place that knows the order of things: validate the config, check the volume,
+find and check the start snapshot, build the engine, train, and record how the run ended.
+A SIGTERM or SIGINT asks the engine to stop after the current iteration with a final snapshot;
+a second one exits at once, leaving the last complete snapshot as it is.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import time
+from types import FrameType
+
+from . import games
+from .config import SAMPLER_BATCH, Config
+from .errors import ConfigError
+
+EXIT_SIGNAL = {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT}
+
+
+def log(message: str) -> None:
+    """Progress goes to stdout with a UTC timestamp, flushed so `kubectl logs -f` shows it."""
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} {message}", flush=True)
+
+
+def choose_engine(config: Config) -> str:
+    """auto = native until the rlpyt engine lands; rlpyt asked for by name fails with a how-to."""
+    if config.engine != "rlpyt":
+        return "native"
+    if importlib.util.find_spec("rlpyt") is None:
+        raise ConfigError("ENGINE=rlpyt but rlpyt is not importable here; use the image built "
+                          "with WITH_RLPYT=1 (the default), or ENGINE=native / ENGINE=auto.")
+    raise ConfigError("ENGINE=rlpyt is not available in this version yet; use ENGINE=native "
+                      "(the same algorithm and snapshot format).")
+
+
+def _set_threads(config: Config) -> int:
+    import torch
+
+    threads = config.torch_threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _install_signal_handlers(stop) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop.requested:
+            log(f"second {name}: exiting now; the last complete snapshot is kept")
+            os._exit(EXIT_SIGNAL[stop.signal_name])
+        stop.signal_name = name
+        log(f"{name} received: finishing the current iteration, then a final snapshot")
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run(config: Config) -> int:
+    """Train as configured; returns the process exit code."""
+    engine_name = choose_engine(config)
+    n_actions = games.minimal_action_count(config.game)
+    # Past this point files get written; a file-size limit must fail a write, not kill us.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    from .checkpoint.start import prepare
+    from .engine.native import NativeEngine, StopRequest
+
+    stop = StopRequest()
+    _install_signal_handlers(stop)
+    start = prepare(config, engine=engine_name, n_actions=n_actions, log=log)
+    if start is None:
+        log(f"run {config.run_name} already reached its target; nothing to do")
+        return 0
+    run_dir, snapshot = start.run, start.snapshot
+    budget = run_dir.budget
+    if start.resumed:
+        log(f"resuming run {run_dir.name} at itr {start.first_itr} "
+            f"(target cum_steps {budget.target_cum_steps})")
+    if snapshot is None:
+        log(f"cold start: no snapshot in {config.ckpt_dir}; training {config.game} from scratch")
+    else:
+        log(f"warm start from {snapshot.path} (itr {snapshot.itr}, cum_steps "
+            f"{snapshot.cum_steps}, {snapshot.shape.head} head, sha256 {snapshot.sha256[:12]})")
+    log(f"learning rate {start.lr:g} (from {start.lr_source}); updates start after "
+        f"{(start.min_itr_learn - start.first_itr) * SAMPLER_BATCH} fresh steps "
+        "(the replay starts empty)")
+    threads = _set_threads(config)
+    engine = NativeEngine(config, start, log)
+    log(f"run {run_dir.path}: engine {engine_name}, device {engine.device}, {threads} torch "
+        f"threads, game {config.game}, itr {start.first_itr} -> {budget.target_itr} "
+        f"(cum_steps -> {budget.target_cum_steps})")
+    outcome = engine.train(stop)
+    run_dir.mark(outcome)
+    if outcome == "stopped":
+        assert stop.signal_name is not None
+        log(f"stopped by {stop.signal_name} after a final snapshot in {run_dir.path}")
+        return EXIT_SIGNAL[stop.signal_name]
+    log(f"done: {run_dir.path} reached cum_steps {budget.target_cum_steps}")
+    return 0
+

@@ -1,0 +1,224 @@
+"""Preemption-proof jobs: real trainer processes, real signals, real files.
+
+Each test starts `warmstart train` as a subprocess the way a container runtime does, stops or
+kills it, and checks what a user would check on the volume afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SHORT_RUN, clean_env, warmstart
+from warmstart.checkpoint.atomic import TEMP_MARKER
+
+# Many log points, so snapshot writes are frequent targets for a kill.
+BUSY = SHORT_RUN | {"LOG_EVERY": "40", "SNAPSHOT_MODE": "last+gap", "SNAPSHOT_EVERY": "80"}
+SIGTERM_PROMISE_S = 10.0  # what the README promises from SIGTERM to exit
+
+
+def _start(ckpt: Path, **settings: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "warmstart", "train"],
+                            env=clean_env(CKPT_DIR=str(ckpt), **settings),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _manifest(run: Path) -> dict:
+    try:
+        return json.loads((run / "manifest.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _wait_for_snapshot(run: Path, proc: subprocess.Popen, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entries = _manifest(run).get("snapshots")
+        if entries:
+            return entries[-1]
+        assert proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.05)
+    raise AssertionError("no periodic snapshot appeared")
+
+
+def _loadable(run: Path) -> list[tuple[str, int]]:
+    """Every visible snapshot in the folder loads; returns (name, cum_steps) for each."""
+    found = []
+    for path in sorted(run.glob("*.pkl")):
+        params = torch.load(path, weights_only=True)
+        found.append((path.name, params["cum_steps"]))
+    return found
+
+
+def test_sigterm_writes_final_snapshot_and_exits_143(tmp_path: Path) -> None:
+    run = tmp_path / "job"
+    proc = _start(tmp_path, **(SHORT_RUN | {"STEPS": "100000", "RUN_NAME": "job",
+                                            "LOG_EVERY": "400"}))
+    periodic = _wait_for_snapshot(run, proc)
+    time.sleep(1.0)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert proc.returncode == 143, output
+    assert took < SIGTERM_PROMISE_S, f"SIGTERM to exit took {took:.1f}s"
+    final = torch.load(run / "params.pkl", weights_only=True)
+    assert final["cum_steps"] > periodic["cum_steps"]
+    assert _manifest(run)["status"] == "stopped"
+    assert "SIGTERM received" in output and not list(run.glob(f".*{TEMP_MARKER}*"))
+
+
+def test_second_signal_exits_at_once_keeping_last_snapshot(tmp_path: Path) -> None:
+    run = tmp_path / "job"
+    proc = _start(tmp_path, **(SHORT_RUN | {"STEPS": "100000", "RUN_NAME": "job",
+                                            "LOG_EVERY": "400"}))
+    _wait_for_snapshot(run, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert _loadable(run)
+
+
+def test_killed_job_resumes_to_the_same_target_and_then_does_nothing(tmp_path: Path) -> None:
+    settings = SHORT_RUN | {"STEPS": "2000", "RUN_NAME": "job", "LOG_EVERY": "200"}
+    run = tmp_path / "job"
+    proc = _start(tmp_path, **settings)
+    _wait_for_snapshot(run, proc)
+    proc.kill()
+    proc.wait()
+    interrupted = torch.load(run / "params.pkl", weights_only=True)["cum_steps"]
+    assert interrupted < 1996
+
+    resumed = warmstart(CKPT_DIR=str(tmp_path), **settings)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming run job" in resumed.stdout
+    final = torch.load(run / "params.pkl", weights_only=True)
+    assert (final["itr"], final["cum_steps"]) == (499, 1996)  # the target, not 2000 more
+    assert _manifest(run)["status"] == "finished"
+
+    again = warmstart(CKPT_DIR=str(tmp_path), **settings)
+    assert again.returncode == 0 and "already reached its target" in again.stdout
+    assert torch.load(run / "params.pkl", weights_only=True)["cum_steps"] == 1996
+
+
+def test_random_sigkills_always_leave_a_loadable_snapshot(tmp_path: Path) -> None:
+    seed = int(os.environ.get("FAULT_SEED", "20261124"))
+    rng = random.Random(seed)
+    settings = BUSY | {"STEPS": "200000", "RUN_NAME": "job", "MIN_STEPS_LEARN": "100000"}
+    run = tmp_path / "job"
+    best = 0
+    for trial in range(20):
+        proc = _start(tmp_path, **settings)
+        if trial == 0:
+            _wait_for_snapshot(run, proc)
+        time.sleep(rng.uniform(2.0, 5.0))  # past start-up: into stepping and snapshot writes
+        proc.kill()
+        output, _ = proc.communicate()
+        snapshots = _loadable(run)
+        assert snapshots, f"trial {trial} (FAULT_SEED={seed}): no snapshot\n{output}"
+        newest = max(c for _, c in snapshots)
+        assert newest >= best, f"trial {trial} (FAULT_SEED={seed}): progress went backwards"
+        best = newest
+        stray = [p.name for p in run.iterdir() if TEMP_MARKER in p.name]
+        assert all(name.startswith(".") for name in stray)  # never named like data
+    proc = _start(tmp_path, **settings)  # a restart sweeps what the kills left
+    _wait_for_snapshot(run, proc)
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    assert best > 0
+
+
+@contextlib.contextmanager
+def _mount(*args: str) -> Iterator[None]:
+    """A real mount (CI runs as root); skips where mounting is not allowed."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    target = args[-1]
+    done = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", target], check=False)
+
+
+def test_read_only_ckpt_dir_exits_4_untouched(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    first = warmstart(CKPT_DIR=str(ckpt), **SHORT_RUN)
+    assert first.returncode == 0, first.stderr
+    before = hashlib.sha256((ckpt / "run_0" / "params.pkl").read_bytes()).hexdigest()
+    with _mount("--bind", "-o", "ro", str(ckpt), str(ckpt)):
+        result = warmstart(CKPT_DIR=str(ckpt), **SHORT_RUN)
+        assert result.returncode == 4, result.stderr
+        assert "must be writable by uid 0" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    after = hashlib.sha256((ckpt / "run_0" / "params.pkl").read_bytes()).hexdigest()
+    assert after == before and sorted(p.name for p in ckpt.iterdir()) == ["run_0"]
+
+
+def test_volume_without_room_for_two_snapshots_exits_4(tmp_path: Path) -> None:
+    ckpt = tmp_path / "small"
+    ckpt.mkdir()
+    with _mount("-t", "tmpfs", "-o", "size=60m", "tmpfs", str(ckpt)):
+        result = warmstart(CKPT_DIR=str(ckpt), **SHORT_RUN)
+        assert result.returncode == 4 and "room for two" in result.stderr
+        assert list(ckpt.iterdir()) == []
+
+
+def test_disk_full_mid_run_fails_cleanly_keeping_previous(tmp_path: Path) -> None:
+    first = warmstart(CKPT_DIR=str(tmp_path), **SHORT_RUN)
+    assert first.returncode == 0, first.stderr
+    previous = tmp_path / "run_0" / "params.pkl"
+    before = hashlib.sha256(previous.read_bytes()).hexdigest()
+
+    def limit_file_size() -> None:  # a 20 MB file-size cap: the 58 MB snapshot cannot fit
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000_000, 20_000_000))
+
+    result = subprocess.run([sys.executable, "-m", "warmstart"], preexec_fn=limit_file_size,
+                            env=clean_env(CKPT_DIR=str(tmp_path), **SHORT_RUN),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "no space left" in result.stderr and "previous snapshot is intact" in result.stderr
+    assert hashlib.sha256(previous.read_bytes()).hexdigest() == before
+    assert not (tmp_path / "run_1" / "params.pkl").exists()
+    assert not [p for p in (tmp_path / "run_1").iterdir() if TEMP_MARKER in p.name]
+
+
+def test_corrupt_newest_falls_back_to_older_good_one(tmp_path: Path) -> None:
+    assert warmstart(CKPT_DIR=str(tmp_path), **SHORT_RUN).returncode == 0
+    assert warmstart(CKPT_DIR=str(tmp_path), **SHORT_RUN).returncode == 0
+    newest = tmp_path / "run_1" / "params.pkl"
+    newest.write_bytes(newest.read_bytes()[:3_000_000])
+    result = warmstart(CKPT_DIR=str(tmp_path), **SHORT_RUN)
+    assert result.returncode == 0, result.stderr
+    assert f"skipping unusable snapshot: {newest}" in result.stdout
+    assert f"warm start from {tmp_path / 'run_0' / 'params.pkl'}" in result.stdout
+    strict = warmstart(CKPT_DIR=str(tmp_path), STRICT_SNAPSHOTS="1", **SHORT_RUN)
+    assert strict.returncode == 3 and str(newest) in strict.stderr
+
+
+def test_keep_snapshots_prunes_old_itr_files(tmp_path: Path) -> None:
+    result = warmstart(CKPT_DIR=str(tmp_path), **(SHORT_RUN | {
+        "SNAPSHOT_MODE": "all", "LOG_EVERY": "40", "KEEP_SNAPSHOTS": "3"}))
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in (tmp_path / "run_0").glob("itr_*.pkl"))
+    assert names == ["itr_79.pkl", "itr_89.pkl", "itr_99.pkl"]
+    listed = {e["file"] for e in _manifest(tmp_path / "run_0")["snapshots"]}
+    assert listed == set(names)
