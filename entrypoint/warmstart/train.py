@@ -98,6 +98,7 @@ def run(config: Config) -> int:
         assert stop.signal_name is not None
         log(f"stopped by {stop.signal_name} after a final snapshot in {run_dir.path}")
         return EXIT_SIGNAL[stop.signal_name]
-    log(f"done: {run_dir.path} reached cum_steps {budget.target_cum_steps}")
+    log(f"done: final snapshot itr {budget.target_itr} (cum_steps {budget.target_cum_steps}) "
+        f"in {run_dir.path}")
     return 0
 

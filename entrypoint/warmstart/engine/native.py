@@ -262,9 +262,9 @@ class NativeEngine:
                 left = (budget.target_itr - itr) * SAMPLER_BATCH
                 score = f"{np.mean(recent_scores):.1f}" if recent_scores else "n/a"
                 eta = _format_duration(left / rate) if rate > 0 else "?"
-                self.log(f"itr {itr} cum_steps {(itr + 1) * SAMPLER_BATCH} | "
-                         f"{done_steps}/{(budget.target_itr - start.first_itr + 1) * SAMPLER_BATCH}"
-                         f" steps | {rate:.1f} steps/s | ETA {eta} | "
+                self.log(f"itr {itr} | {done_steps}/"
+                         f"{(budget.target_itr - start.first_itr + 1) * SAMPLER_BATCH} steps "
+                         f"(total {(itr + 1) * SAMPLER_BATCH}) | {rate:.1f} steps/s | ETA {eta} | "
                          f"score(last {len(recent_scores)}) {score} | eps {epsilon:.3f} | "
                          f"loss {last_loss:.4f}")
                 last_print, steps_at_print = now, done_steps
