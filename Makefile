@@ -41,8 +41,8 @@ inspect: venv
 readme: venv
 	$(VENV)/bin/python -c "import re, pathlib; from warmstart.config import markdown_table as t; \
 	p = pathlib.Path('README.md'); s = p.read_text(); \
-	p.write_text(re.sub(r'(<!-- settings:start -->\n).*?(\n<!-- settings:end -->)', \
-	lambda m: m.group(1) + t() + m.group(2), s, flags=re.S))"
+	p.write_text(re.sub(r'(<!-- settings:start -->\n).*?(<!-- settings:end -->)', \
+	lambda m: m.group(1) + t() + '\n' + m.group(2), s, flags=re.S))"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

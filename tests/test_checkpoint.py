@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from warmstart.checkpoint import atomic, discovery
 from warmstart.checkpoint import snapshot as snap
 from warmstart.errors import SnapshotError, VolumeError

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, warmstart
 from warmstart import config
 from warmstart.errors import ConfigError
@@ -66,7 +65,7 @@ def test_unknown_prefixed_variable_is_an_error() -> None:
 
 def test_readme_table_is_generated_from_the_config() -> None:
     readme = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- settings:start -->\n(.*?)\n<!-- settings:end -->", readme, re.S)
+    block = re.search(r"<!-- settings:start -->\n(.*?)\n<!-- settings:end -->", readme, re.DOTALL)
     assert block, "README.md lacks the settings block"
     assert block.group(1) == config.markdown_table(), "run `make readme` to regenerate the table"
 

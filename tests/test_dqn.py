@@ -7,7 +7,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-
 from warmstart.engine.batch import ReplayBatch
 from warmstart.engine.dqn import DqnLearner, make_optimizer, updates_per_iteration
 from warmstart.engine.model import AtariDqnModel

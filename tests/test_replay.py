@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import psutil
 import pytest
-
-from warmstart.engine.replay import PrioritizedReplay, UniformReplay
+from warmstart.engine.replay import PrioritizedReplay, UniformReplay, check_memory
 from warmstart.engine.sum_tree import SumTree
+from warmstart.errors import ConfigError
 
 SHAPE = (2, 3)
 
@@ -104,3 +104,9 @@ def test_memory_per_transition_and_lazy_commit() -> None:
     replay = PrioritizedReplay(200_000)  # 1.7 GB if touched
     assert psutil.Process().memory_info().rss - before < 50e6
     assert replay.frames.nbytes == 200_000 * 104 * 80
+
+
+def test_replay_that_cannot_fit_is_refused_before_allocating() -> None:
+    check_memory(10_000)
+    with pytest.raises(ConfigError, match=r"REPLAY_SIZE=100000000000 needs .* GB of memory"):
+        check_memory(100_000_000_000)

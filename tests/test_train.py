@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import SHORT_RUN, warmstart
 
 
@@ -64,7 +63,7 @@ def test_warm_start_from_rlpyt_fixture(rlpyt_run_dir: Path, rlpyt_snapshot: Path
             assert ours[key].shape == theirs[key].shape and ours[key].dtype == theirs[key].dtype
     adam_before = original["optimizer_state_dict"]["state"][0]["step"]
     adam_after = written["optimizer_state_dict"]["state"][0]["step"]
-    assert adam_after == adam_before + 50  # 50 updates after 200 fresh steps: state came across
+    assert adam_after == adam_before + 25  # 25 updates after 300 fresh steps: state came across
     assert written["optimizer_state_dict"]["param_groups"][0]["eps"] == pytest.approx(0.01 / 32)
     # epsilon continued from the snapshot's schedule instead of restarting at 1.0
     progress = (rlpyt_run_dir / "run_0" / "progress.csv").read_text().splitlines()

@@ -12,13 +12,43 @@ and including the first ``done``; ``done_n`` then stops the target from bootstra
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import psutil
 import torch
 
+from ..errors import ConfigError
 from .batch import ReplayBatch
 from .sum_tree import SumTree
 
 PRIORITY_EPS = 1e-6  # rlpyt's guard in the importance weights
+
+
+def _memory_available() -> int:
+    """Bytes this process may still use: free RAM, capped by a cgroup (container) limit."""
+    available = psutil.virtual_memory().available
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            used = int((cgroup / "memory.current").read_text())
+            available = min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def check_memory(size: int) -> None:
+    """Refuse a REPLAY_SIZE that cannot fit before filling it for hours and dying of OOM."""
+    need = size * UniformReplay.bytes_per_transition()
+    available = _memory_available()
+    if need > 0.9 * available:
+        raise ConfigError(
+            f"REPLAY_SIZE={size} needs {need / 1e9:.1f} GB of memory (about "
+            f"{UniformReplay.bytes_per_transition() / 1e3:.1f} KB per transition) but only "
+            f"{available / 1e9:.1f} GB is available; lower REPLAY_SIZE or give the job more "
+            "memory.")
 
 
 class UniformReplay:
