@@ -19,10 +19,10 @@ VENV_STAMP := $(VENV)/.installed
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): pyproject.toml docker/requirements-cpu.txt tests/requirements.txt
+$(VENV_STAMP): pyproject.toml docker/requirements.txt tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
-		-r docker/requirements-cpu.txt -r tests/requirements.txt
+		-r docker/requirements.txt -r tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
