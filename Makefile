@@ -10,7 +10,7 @@ TORCH_INDEX ?=
 # environment or the command line (GAME=breakout STEPS=200000 CKPT_DIR=/data/ckpt make train);
 # every other setting in README's table passes through from the environment as it is.
 export CKPT_DIR ?= $(CURDIR)/ckpt
-export STEPS ?= 5000
+export STEPS ?= 2000
 export MIN_STEPS_LEARN ?= 1000
 
 VENV_STAMP := $(VENV)/.installed

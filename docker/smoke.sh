@@ -19,19 +19,20 @@ fail() { echo "SMOKE FAILED: $*" >&2; exit 1; }
 echo "== --help"
 run "$image" --help | grep -q "exit codes" || fail "--help does not print the usage"
 
+# train_and_check LOG_LINE RUN CUM_STEPS: a run whose log says LOG_LINE and whose snapshot
+# in /ckpt/RUN loads (via `inspect` in the image) with the expected cum_steps.
+train_and_check() {
+  local out info
+  out="$(run -v "$vol:/ckpt" "${short[@]}" "$image" 2>&1)" || fail "run exited $?: $out"
+  grep -q "$1" <<<"$out" || fail "expected '$1' in the log: $out"
+  info="$(run -v "$vol:/ckpt" "$image" inspect "/ckpt/$2/params.pkl")" \
+    || fail "/ckpt/$2/params.pkl does not load"
+  grep -Eq "^cum_steps +$3$" <<<"$info" || fail "expected cum_steps $3: $info"
+}
 echo "== cold start"
-out="$(run -v "$vol:/ckpt" "${short[@]}" "$image" 2>&1)" || fail "cold start exited $?: $out"
-grep -q "cold start" <<<"$out" || fail "no cold start in the log: $out"
-info="$(run -v "$vol:/ckpt" "$image" inspect /ckpt/run_0/params.pkl)" \
-  || fail "cold-start snapshot does not load"
-grep -Eq "^cum_steps +396$" <<<"$info" || fail "unexpected cold-start snapshot: $info"
-
-echo "== warm start"
-out="$(run -v "$vol:/ckpt" "${short[@]}" "$image" 2>&1)" || fail "warm start exited $?: $out"
-grep -q "warm start from /ckpt/run_0/params.pkl" <<<"$out" || fail "no warm start: $out"
-info="$(run -v "$vol:/ckpt" "$image" inspect /ckpt/run_1/params.pkl)" \
-  || fail "warm-start snapshot does not load"
-grep -Eq "^cum_steps +796$" <<<"$info" || fail "cum_steps did not continue: $info"
+train_and_check "cold start" run_0 396
+echo "== warm start (cum_steps continues)"
+train_and_check "warm start from /ckpt/run_0/params.pkl" run_1 796
 
 echo "== read-only volume"
 before="$(sha256sum "$vol/run_1/params.pkl")"
