@@ -8,7 +8,8 @@ if docker info >/dev/null 2>&1; then
   BUILD="docker build"
 else
   ENGINE=podman
-  BUILD="buildah bud --layers"
+  # docker format: OCI images drop the Dockerfile's SHELL instruction
+  BUILD="buildah bud --layers --format docker"
   CONTAINER_HOME="${CONTAINER_HOME:-${TMPDIR:-/tmp}/warmstart-containers}"
   mkdir -p "$CONTAINER_HOME"
   nofile="$(ulimit -Hn)"

@@ -102,3 +102,24 @@ def test_same_seed_same_trajectory_and_horizon() -> None:
 def test_unknown_game_names_close_matches() -> None:
     with pytest.raises(ValueError, match="did you mean breakout"):
         AtariEnv("breakuot", seed=0)
+
+
+def test_rlpyt_atari_env_agrees() -> None:
+    """Where rlpyt (and atari_py) is installed: identical frames, rewards and dones."""
+    rlpyt_env = pytest.importorskip("rlpyt.envs.atari.atari_env",
+                                    reason="rlpyt is not importable here")
+    theirs = rlpyt_env.AtariEnv(game="breakout", max_start_noops=0)
+    ours = AtariEnv("breakout", seed=0, max_start_noops=0)
+    assert np.array_equal(theirs.reset(), ours.reset())
+    rng = np.random.default_rng(2)
+    lives_lost = 0
+    for _ in range(3000):
+        action = int(rng.integers(ours.n_actions))
+        a, b = theirs.step(action), ours.step(action)
+        assert np.array_equal(a.observation, b.observation)
+        assert (float(a.reward), bool(a.done)) == (b.reward, b.done)
+        assert bool(a.env_info.traj_done) == b.traj_done
+        lives_lost += b.done and not b.traj_done
+        if b.traj_done:
+            assert np.array_equal(theirs.reset(), ours.reset())
+    assert lives_lost >= 2

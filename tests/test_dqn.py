@@ -97,3 +97,46 @@ def test_optimizer_and_update_rate_follow_rlpyt() -> None:
     assert updates_per_iteration(8, 4, 32) == 1
     assert updates_per_iteration(8, 16, 32) == 4
     assert updates_per_iteration(1, 4, 32) == 1
+
+
+@pytest.mark.parametrize(("double", "n_step", "prioritized", "dueling"), [
+    (False, 1, False, False), (True, 1, False, False), (False, 3, False, False),
+    (True, 3, True, True)])
+def test_rlpyt_dqn_update_agrees(double, n_step, prioritized, dueling) -> None:
+    """Where rlpyt is installed: rlpyt's own DQN.loss drives the reference update."""
+    dqn = pytest.importorskip("rlpyt.algos.dqn.dqn", reason="rlpyt is not importable here")
+    from types import SimpleNamespace
+
+    from rlpyt.agents.base import AgentInputs
+    from rlpyt.agents.dqn.atari.atari_dqn_agent import AtariDqnAgent
+    from rlpyt.envs.atari.atari_env import AtariEnv as RlpytAtariEnv
+    from rlpyt.replays.non_sequence.prioritized import SamplesFromReplayPri
+
+    torch.manual_seed(0)
+    agent = AtariDqnAgent(model_kwargs={"dueling": dueling})
+    agent.initialize(RlpytAtariEnv(game="pong").spaces)
+    ours, ours_target = AtariDqnModel(6, dueling), AtariDqnModel(6, dueling)
+    ours.load_state_dict(agent.model.state_dict())
+    ours_target.load_state_dict(agent.target_model.state_dict())
+    batch = _batch(6, prioritized)
+    zeros = torch.zeros(32)
+    samples = SamplesFromReplayPri(
+        agent_inputs=AgentInputs(batch.observation, zeros.long(), zeros),
+        action=batch.action, return_=batch.return_, done=batch.done_n, done_n=batch.done_n,
+        target_inputs=AgentInputs(batch.target_observation, zeros.long(), zeros),
+        is_weights=batch.is_weights)
+    algo = SimpleNamespace(agent=agent, discount=0.99, n_step_return=n_step, double_dqn=double,
+                           delta_clip=1.0, prioritized_replay=prioritized, mid_batch_reset=True)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=2.5e-4, eps=0.01 / 32)
+    loss, td_abs_errors = dqn.DQN.loss(algo, samples)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(agent.parameters(), 10.0)
+    optimizer.step()
+
+    learner = DqnLearner(ours, ours_target, make_optimizer(ours, 2.5e-4, 32),
+                         n_step_return=n_step, double_dqn=double, prioritized_replay=prioritized)
+    info = learner.update(batch)
+    assert info.loss == pytest.approx(loss.item(), rel=1e-5)
+    np.testing.assert_allclose(info.td_abs_err, td_abs_errors.numpy(), rtol=1e-5, atol=1e-6)
+    for name, theirs in agent.model.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[name], theirs, rtol=1e-6, atol=1e-6)

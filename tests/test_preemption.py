@@ -25,7 +25,8 @@ from conftest import SHORT_RUN, clean_env, warmstart
 from warmstart.checkpoint.atomic import TEMP_MARKER
 
 # Many log points, so snapshot writes are frequent targets for a kill.
-BUSY = SHORT_RUN | {"LOG_EVERY": "40", "SNAPSHOT_MODE": "last+gap", "SNAPSHOT_EVERY": "80"}
+BUSY = SHORT_RUN | {"LOG_EVERY": "40", "SNAPSHOT_MODE": "last+gap", "SNAPSHOT_EVERY": "80",
+                    "KEEP_SNAPSHOTS": "2"}
 SIGTERM_PROMISE_S = 10.0  # what the README promises from SIGTERM to exit
 
 
@@ -42,11 +43,13 @@ def _manifest(run: Path) -> dict:
         return {}
 
 
-def _wait_for_snapshot(run: Path, proc: subprocess.Popen, timeout: float = 120) -> dict:
+def _wait_for_snapshot(run: Path, proc: subprocess.Popen, timeout: float = 120,
+                       past_cum_steps: int = -1) -> dict:
+    """Wait until the run's manifest lists a snapshot beyond ``past_cum_steps``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         entries = _manifest(run).get("snapshots")
-        if entries:
+        if entries and entries[-1]["cum_steps"] > past_cum_steps:
             return entries[-1]
         assert proc.poll() is None, proc.communicate()[0]
         time.sleep(0.05)
@@ -116,12 +119,29 @@ def test_killed_job_resumes_to_the_same_target_and_then_does_nothing(tmp_path: P
     assert torch.load(run / "params.pkl", weights_only=True)["cum_steps"] == 1996
 
 
+def test_restart_without_run_name_resumes_an_unfinished_run_with_the_same_config(
+        tmp_path: Path) -> None:
+    settings = SHORT_RUN | {"STEPS": "2000", "LOG_EVERY": "200", "MIN_STEPS_LEARN": "100000"}
+    proc = _start(tmp_path, **settings)
+    _wait_for_snapshot(tmp_path / "run_0", proc)
+    proc.kill()
+    proc.wait()
+    resumed = warmstart(CKPT_DIR=str(tmp_path), **settings)
+    assert "run run_0 stopped before its target" in resumed.stdout, resumed.stdout
+    assert torch.load(tmp_path / "run_0" / "params.pkl", weights_only=True)["cum_steps"] == 1996
+    assert not (tmp_path / "run_1").exists()
+    # finished: the next start (as `make train` twice) is a new run, warm-started
+    again = warmstart(CKPT_DIR=str(tmp_path), **settings)
+    assert "warm start from" in again.stdout
+    assert torch.load(tmp_path / "run_1" / "params.pkl", weights_only=True)["cum_steps"] == 3996
+
+
 def test_random_sigkills_always_leave_a_loadable_snapshot(tmp_path: Path) -> None:
     seed = int(os.environ.get("FAULT_SEED", "20261124"))
     rng = random.Random(seed)
     settings = BUSY | {"STEPS": "200000", "RUN_NAME": "job", "MIN_STEPS_LEARN": "100000"}
     run = tmp_path / "job"
-    best = 0
+    best, killed_mid_write = 0, 0
     for trial in range(20):
         proc = _start(tmp_path, **settings)
         if trial == 0:
@@ -136,12 +156,15 @@ def test_random_sigkills_always_leave_a_loadable_snapshot(tmp_path: Path) -> Non
         best = newest
         stray = [p.name for p in run.iterdir() if TEMP_MARKER in p.name]
         assert all(name.startswith(".") for name in stray)  # never named like data
+        killed_mid_write += bool(stray)
+    assert killed_mid_write >= 1, "no kill landed during a snapshot write"
     proc = _start(tmp_path, **settings)  # a restart sweeps what the kills left
-    _wait_for_snapshot(run, proc)
-    time.sleep(1.0)
+    _wait_for_snapshot(run, proc, past_cum_steps=best)
+    leftovers = [p.name for p in run.iterdir()
+                 if TEMP_MARKER in p.name and not p.name.endswith(f"{TEMP_MARKER}{proc.pid}")]
     proc.kill()
     proc.wait()
-    assert best > 0
+    assert leftovers == []
 
 
 @contextlib.contextmanager

@@ -148,3 +148,22 @@ def test_inspect_summarises_and_rejects(rlpyt_snapshot: Path, tmp_path: Path) ->
     bad.write_bytes(bad.read_bytes()[:1000])
     result = warmstart("inspect", str(bad))
     assert result.returncode == 3 and "params.pkl" in result.stderr
+
+
+def test_our_snapshot_loads_with_rlpyts_recipe(tmp_path: Path) -> None:
+    """Where rlpyt is installed: the seed recipe (DQN + AtariDqnAgent) loads what we write."""
+    dqn = pytest.importorskip("rlpyt.algos.dqn.dqn", reason="rlpyt is not importable here")
+    from rlpyt.agents.dqn.atari.atari_dqn_agent import AtariDqnAgent
+    from rlpyt.envs.atari.atari_env import AtariEnv as RlpytAtariEnv
+
+    _train(tmp_path)
+    snap = torch.load(tmp_path / "run_0" / "params.pkl")  # the recipe, as users type it
+    algo = dqn.DQN(min_steps_learn=1e3, initial_optim_state_dict=snap["optimizer_state_dict"])
+    agent = AtariDqnAgent(initial_model_state_dict=snap["agent_state_dict"])
+    agent.initialize(RlpytAtariEnv(game="pong").spaces)
+    algo.agent = agent
+    algo.optim_initialize()
+    for name, tensor in snap["agent_state_dict"]["model"].items():
+        assert torch.equal(agent.model.state_dict()[name], tensor)
+    steps = {float(s["step"]) for s in algo.optimizer.state_dict()["state"].values()}
+    assert steps == {float(snap["optimizer_state_dict"]["state"][0]["step"])} and steps != {0.0}

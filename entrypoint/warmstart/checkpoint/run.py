@@ -44,6 +44,12 @@ def next_run_name(ckpt_dir: Path) -> str:
     return f"run_{max(taken, default=-1) + 1}"
 
 
+def latest_run_dir(ckpt_dir: Path) -> Path | None:
+    """The highest-numbered ``run_<N>`` folder: the run a plain restart would continue."""
+    numbered = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _RUN_N.match(p.name))]
+    return max(numbered)[1] if numbered else None
+
+
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:
     """The run's manifest, or None when the folder is not one of ours (or never got that far)."""
     try:
@@ -129,7 +135,6 @@ class RunDir:
         manifest = read_manifest(path)
         if manifest is None:
             return None
-        atomic.sweep_temp_files(path)
         return cls(path, config, manifest)
 
     def _rlpyt_params(self) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """Decide where a job starts: which run folder, which snapshot, which span of iterations.
 
-Three cases, in this order:
+Four cases, in this order:
 1. ``RUN_NAME`` names a run a previous process of this job started: resume it from its own
    newest snapshot towards the same target (or stop at once if it already finished).
-2. ``INIT_SNAPSHOT`` names a file: warm-start a new run from it.
-3. Otherwise the newest usable snapshot anywhere under ``CKPT_DIR`` (warm start), or none
+2. Without ``RUN_NAME``, the latest ``run_N`` stopped short of its target and was started with
+   exactly this config: the same job restarted, so resume it the same way.
+3. ``INIT_SNAPSHOT`` names a file: warm-start a new run from it.
+4. Otherwise the newest usable snapshot anywhere under ``CKPT_DIR`` (warm start), or none
    (cold start). Both are said plainly in the log.
 """
 
@@ -17,9 +19,9 @@ from pathlib import Path
 
 from ..config import COLD_MIN_STEPS_LEARN, SAMPLER_BATCH, WARM_MIN_STEPS_LEARN, Config
 from ..errors import ConfigError
-from . import discovery, volume
+from . import atomic, discovery, volume
 from . import snapshot as snap
-from .run import Budget, RunDir, next_run_name, read_manifest
+from .run import Budget, RunDir, latest_run_dir, next_run_name, read_manifest
 
 DEFAULT_LR = 2.5e-4
 
@@ -81,6 +83,7 @@ def _check_same_job(run: RunDir, config: Config) -> None:
 
 def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoint:
     """Continue the run from its newest snapshot, or from its parent if it never wrote one."""
+    atomic.sweep_temp_files(run.path)  # the run is ours now: what a killed writer left is junk
     own = discovery.newest(list(discovery.candidates(run.path)),
                            strict=config.strict_snapshots, log=log)
     start = own
@@ -106,6 +109,14 @@ def prepare(config: Config, *, engine: str, n_actions: int,
             if existing.finished:
                 return None
             return _resume(existing, config, log)
+    else:
+        latest = latest_run_dir(config.ckpt_dir)
+        unfinished = None if latest is None else RunDir.open(latest, config)
+        if (unfinished is not None and not unfinished.finished
+                and unfinished.manifest["config"] == config.as_dict()):
+            log(f"run {unfinished.name} stopped before its target and has this job's exact "
+                "config: resuming it")
+            return _resume(unfinished, config, log)
 
     if config.init_snapshot is not None:
         parent = snap.read(config.init_snapshot)

@@ -225,7 +225,10 @@ class NativeEngine:
                                                    PRI_BETA_INIT, PRI_BETA_FINAL)
 
             now = time.monotonic()
-            final = itr == budget.target_itr or stop.requested
+            # read the flag once: a signal arriving later in this iteration is seen in the next
+            # one, so the iteration that returns "stopped" is always the one snapshotted
+            stopping = stop.requested
+            final = itr == budget.target_itr or stopping
             if (itr + 1) % log_itrs == 0 or final:
                 elapsed = now - last_log_time
                 row = {
@@ -269,6 +272,6 @@ class NativeEngine:
                          f"score(last {len(recent_scores)}) {score} | eps {epsilon:.3f} | "
                          f"loss {last_loss:.4f}")
                 last_print, steps_at_print = now, done_steps
-            if stop.requested:
+            if stopping and itr < budget.target_itr:
                 return "stopped"
         return "finished"
