@@ -132,6 +132,12 @@ class _Exec:
         return (exec, (self.code,))
 
 
+def test_replay_too_big_for_memory_exits_2_writing_nothing(tmp_path: Path) -> None:
+    result = warmstart(CKPT_DIR=str(tmp_path), **(SHORT_RUN | {"REPLAY_SIZE": "1e11"}))
+    assert result.returncode == 2 and "REPLAY_SIZE=100000000000 needs" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_ckpt_dir_exits_4(tmp_path: Path) -> None:
     result = warmstart(CKPT_DIR=str(tmp_path / "nope"), **SHORT_RUN)
     assert result.returncode == 4

@@ -66,8 +66,12 @@ def run(config: Config) -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     from .checkpoint.start import prepare
-    from .engine.native import NativeEngine, StopRequest
+    from .engine.native import NativeEngine, StopRequest, resolve_device
+    from .engine.replay import check_memory
 
+    # The last checks that need torch or the machine: still before anything is written.
+    device = resolve_device(config)
+    check_memory(config.replay_size)
     stop = StopRequest()
     _install_signal_handlers(stop)
     start = prepare(config, engine=engine_name, n_actions=n_actions, log=log)
@@ -88,7 +92,7 @@ def run(config: Config) -> int:
         f"{(start.min_itr_learn - start.first_itr) * SAMPLER_BATCH} fresh steps "
         "(the replay starts empty)")
     threads = _set_threads(config)
-    engine = NativeEngine(config, start, log)
+    engine = NativeEngine(config, start, device, log)
     log(f"run {run_dir.path}: engine {engine_name}, device {engine.device}, {threads} torch "
         f"threads, game {config.game}, itr {start.first_itr} -> {budget.target_itr} "
         f"(cum_steps -> {budget.target_cum_steps})")

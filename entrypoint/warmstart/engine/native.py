@@ -25,7 +25,7 @@ from ..errors import ConfigError, SnapshotError
 from .atari import AtariEnv
 from .dqn import DqnLearner, make_optimizer, updates_per_iteration
 from .model import AtariDqnModel
-from .replay import PrioritizedReplay, UniformReplay, check_memory
+from .replay import PrioritizedReplay, UniformReplay
 from .schedules import EPS_INIT, PRI_BETA_FINAL, PRI_BETA_INIT, PRI_BETA_STEPS, linear_ramp
 
 PROGRESS_SECONDS = 10.0
@@ -96,15 +96,15 @@ class NativeEngine:
 
     name = "native"
 
-    def __init__(self, config: Config, start: StartPoint, log: Callable[[str], None]) -> None:
+    def __init__(self, config: Config, start: StartPoint, device: torch.device,
+                 log: Callable[[str], None]) -> None:
         self.config = config
         self.start = start
         self.log = log
-        check_memory(config.replay_size)
         env_seed, replay_seed, act_seed = (
             int(s.generate_state(1)[0]) for s in np.random.SeedSequence(config.seed).spawn(3))
         torch.manual_seed(config.seed)
-        self.device = resolve_device(config)
+        self.device = device
         self.env = AtariEnv(config.game, seed=env_seed)
         self.rng = np.random.default_rng(act_seed)
         n_actions = self.env.n_actions
