@@ -1,13 +1,27 @@
-"""Frame-based n-step replay for one env stream, as rlpyt's DQN samples it.
+"""Frame-based n-step replay for one environment stream, as rlpyt's DQN replays it.
 
-Each step stores the newest 104x80 frame once (about 8.3 KB) plus action, reward and done;
-a sampled observation is rebuilt from the 4 frames ending at its step, with zeros for frames
-before the latest ``done`` (the env zeroed its frame history there: a reset or a lost life).
-Arrays come from ``np.zeros``, so the OS commits pages only as the buffer fills.
+Memory: every step stores its newest 104x80 frame once (8,320 bytes) plus action, reward and
+done, instead of two 4-frame observations; 1M steps fit in about 8.4 GB. Arrays come from
+``np.zeros``, so the OS commits their pages only as the buffer fills.
 
-A step ``t`` can be sampled once step ``t + n`` is written (its n-step target) and while its
-three history frames are still in the buffer. The n-step return sums discounted rewards up to
-and including the first ``done``; ``done_n`` then stops the target from bootstrapping.
+Layout: slot ``i`` holds step ``i`` of the stream modulo ``size``: the newest frame of the
+observation the action was taken at, the action, and the reward and done that ``env.step``
+returned. The observation of slot ``i`` is rebuilt from the frames of slots ``i-3 .. i``; a
+done at slot ``d`` in ``i-3 .. i-1`` blanks frame ``d`` and every older one, because the env
+zeroed its frame history there (a reset, or a lost life with episodic lives). rlpyt's
+``NStepFrameBuffer`` rebuilds observations the same way.
+
+Which slots can be drawn (rlpyt's ``off_backward`` / ``off_forward``, with ``f = max(1,
+num_img_obs - 1)`` and ``n = n_step_return``): not the ``n`` newest steps, whose n-step
+target is not written yet; not the ``f`` oldest ones, whose history frames (or, for the
+oldest, its own data) the cursor has overwritten; and, until the buffer first wraps, not
+steps ``0 .. f-1`` either. The last rule is rlpyt's start-up guard, kept so that the set of
+sampleable steps is the same as rlpyt's at every step.
+
+The n-step return and ``done_n`` are computed from the stored rewards when a batch is drawn,
+with rlpyt's float32 arithmetic (``return += float32(discount**k) * reward[k] * (1 -
+done_n)``); rlpyt computes the same numbers when steps are appended, which only moves the
+work.
 """
 
 from __future__ import annotations
@@ -22,7 +36,7 @@ from ..errors import ConfigError
 from .batch import ReplayBatch
 from .sum_tree import SumTree
 
-PRIORITY_EPS = 1e-6  # rlpyt's guard in the importance weights
+PRIORITY_EPS = 1e-6  # rlpyt keeps a zero priority from giving an infinite importance weight
 
 
 def _memory_available() -> int:
@@ -40,52 +54,90 @@ def _memory_available() -> int:
 
 
 def check_memory(size: int) -> None:
-    """Refuse a REPLAY_SIZE that cannot fit before filling it for hours and dying of OOM."""
-    need = size * UniformReplay.bytes_per_transition()
+    """Refuse a REPLAY_SIZE that cannot fit, rather than fill it for hours and die of OOM.
+
+    The buffer is committed lazily, so allocating it would succeed and the failure would
+    come much later; this compares its full size with what is available now.
+    """
+    per_step = UniformReplay.bytes_per_transition()
+    need = size * per_step
     available = _memory_available()
     if need > 0.9 * available:
         raise ConfigError(
             f"REPLAY_SIZE={size} needs {need / 1e9:.1f} GB of memory (about "
-            f"{UniformReplay.bytes_per_transition() / 1e3:.1f} KB per transition) but only "
-            f"{available / 1e9:.1f} GB is available; lower REPLAY_SIZE or give the job more "
-            "memory.")
+            f"{per_step / 1e3:.1f} KB per transition) but only {available / 1e9:.1f} GB is "
+            "available; lower REPLAY_SIZE or give the job more memory.")
 
 
 class UniformReplay:
-    """Samples valid steps uniformly, with replacement."""
+    """Draws sampleable slots uniformly, with replacement (rlpyt's ``UniformReplayFrameBuffer``).
 
-    def __init__(self, size: int, *, num_img_obs: int = 4, frame_shape: tuple[int, int] = (104, 80),
-                 n_step_return: int = 1, discount: float = 0.99, seed: int = 0) -> None:
+    A batch's observation tensors are views of an output array that the next ``sample()``
+    (or ``batch_at()``) call overwrites: move or copy a batch before drawing the next one.
+    """
+
+    def __init__(self, size: int, *, num_img_obs: int = 4,
+                 frame_shape: tuple[int, int] = (104, 80), n_step_return: int = 1,
+                 discount: float = 0.99, seed: int = 0) -> None:
+        if num_img_obs < 1 or n_step_return < 1:
+            raise ValueError("num_img_obs and n_step_return must be at least 1")
+        self.off_forward = max(1, num_img_obs - 1)
+        if size <= n_step_return + self.off_forward:
+            raise ValueError(f"a replay of {size} slots holds no complete "
+                             f"{n_step_return}-step transition of {num_img_obs} frames")
         self.size = size
-        self.history = num_img_obs - 1
-        self.n_step = n_step_return
+        self.num_img_obs = num_img_obs
+        self.n_step_return = n_step_return
         self.frames = np.zeros((size, *frame_shape), dtype=np.uint8)
         self.actions = np.zeros(size, dtype=np.int32)
         self.rewards = np.zeros(size, dtype=np.float32)
         self.dones = np.zeros(size, dtype=bool)
-        self.written = 0  # steps appended since the buffer was made
+        self.written = 0  # steps appended since the buffer was made; the cursor is written % size
         self.rng = np.random.default_rng(seed)
-        self._discounts = discount ** np.arange(n_step_return, dtype=np.float64)
+        # rlpyt multiplies a float32 reward by the Python float discount**k: float32 arithmetic.
+        self._discounts = np.array([discount ** k for k in range(n_step_return)],
+                                   dtype=np.float32)
+        self._frame_offsets = np.arange(1 - num_img_obs, 1)  # oldest frame first
+        self._done_offsets = np.arange(1 - num_img_obs, 0)  # the steps before the newest
+        self._return_offsets = np.arange(n_step_return)
+        self._out = np.empty((0, num_img_obs, *frame_shape), dtype=np.uint8)
 
     @staticmethod
-    def bytes_per_transition(num_img_obs: int = 4, frame_shape: tuple[int, int] = (104, 80)) -> int:
-        """Memory one stored step costs (frame, action, reward, done; plus priority if used)."""
-        return frame_shape[0] * frame_shape[1] + 4 + 4 + 1 + 16
+    def bytes_per_transition(frame_shape: tuple[int, int] = (104, 80)) -> int:
+        """Upper bound on the memory one stored step costs, for the check before allocating.
+
+        Frame, action (int32), reward (float32), done (bool), and the prioritized replay's sum
+        tree (a float64 leaf, plus under 1% for the levels above and the padding, rounded up
+        to a second float64). The number of stacked frames does not matter: each frame is
+        stored once.
+        """
+        return frame_shape[0] * frame_shape[1] + 4 + 4 + 1 + 2 * 8
 
     def __len__(self) -> int:
+        """Steps currently stored (sampleable or not)."""
         return min(self.written, self.size)
 
-    def _valid_range(self) -> tuple[int, int]:
-        """Steps [low, high] whose n-step target is written and whose history is still here."""
-        low = max(0, self.written - self.size + self.history)
-        return low, self.written - 1 - self.n_step
+    def _step_range(self) -> tuple[int, int]:
+        """Sampleable steps, counted from the start of the stream: ``[low, high)``."""
+        low = self.off_forward + max(0, self.written - self.size)
+        return low, self.written - self.n_step_return
 
     def can_sample(self) -> bool:
-        low, high = self._valid_range()
-        return high >= low
+        """Whether at least one slot holds a complete n-step transition."""
+        low, high = self._step_range()
+        return high > low
+
+    def valid_idxs(self) -> np.ndarray:
+        """The slots ``sample`` may return now, in stream order."""
+        low, high = self._step_range()
+        return np.arange(low, max(low, high)) % self.size
 
     def append(self, frame: np.ndarray, action: int, reward: float, done: bool) -> None:
-        """Store one step: the newest frame of the observation ``action`` was taken at."""
+        """Store one env step.
+
+        ``frame`` is the newest frame of the observation ``action`` was taken at; ``reward``
+        and ``done`` are what ``env.step(action)`` returned (a lost life counts as done).
+        """
         slot = self.written % self.size
         self.frames[slot] = frame
         self.actions[slot] = action
@@ -93,51 +145,70 @@ class UniformReplay:
         self.dones[slot] = done
         self.written += 1
 
-    def _stacks(self, steps: np.ndarray) -> np.ndarray:
-        """Observations [B, 4, H, W] ending at ``steps``, zeroed before the latest done."""
-        offsets = np.arange(-self.history, 1)
-        times = steps[:, None] + offsets  # [B, 4], oldest first
-        stacks = self.frames[times % self.size]
-        # a done at step t-j (or t-j before the stream) blanks frame t-j and every older one
-        blank = np.zeros(times.shape, dtype=bool)
-        for j in range(1, self.history + 1):
-            prior = steps - j
-            ended = (prior < 0) | self.dones[prior % self.size]
-            blank[:, : self.history - j + 1] |= ended[:, None]
-        stacks[blank] = 0
-        return stacks
+    def sample(self, batch_size: int) -> ReplayBatch:
+        """A minibatch of ``batch_size`` transitions; importance weights are all one."""
+        if not self.can_sample():
+            raise ValueError("the replay holds no complete transition to sample yet")
+        low, high = self._step_range()
+        return self.batch_at(self.rng.integers(low, high, size=batch_size) % self.size)
 
-    def _batch(self, steps: np.ndarray, is_weights: np.ndarray) -> ReplayBatch:
-        ahead = steps[:, None] + np.arange(self.n_step)  # [B, n]
-        rewards = self.rewards[ahead % self.size].astype(np.float64)
-        dones = self.dones[ahead % self.size]
-        # a step counts while no done came before it within the n steps
-        alive = np.ones_like(dones)
-        alive[:, 1:] = np.cumprod(~dones[:, :-1], axis=1).astype(bool)
-        returns = (rewards * self._discounts * alive).sum(axis=1)
-        done_n = dones.any(axis=1)
+    def batch_at(self, idxs: np.ndarray) -> ReplayBatch:
+        """The transitions at slots ``idxs``, exactly as ``sample`` returns them when it draws them.
+
+        The caller vouches that every slot is sampleable (see ``valid_idxs``).
+        """
+        idxs = np.asarray(idxs, dtype=np.int64)
+        count = len(idxs)
+        targets = (idxs + self.n_step_return) % self.size
+        stacks = self._stacks(np.concatenate([idxs, targets]))
+        rewards = self.rewards.take(idxs[:, None] + self._return_offsets, mode="wrap")
+        dones = self.dones.take(idxs[:, None] + self._return_offsets, mode="wrap")
+        return_ = rewards[:, 0].copy()
+        done_n = dones[:, 0].copy()
+        for k in range(1, self.n_step_return):  # cut at the first done, which still counts
+            return_ += self._discounts[k] * rewards[:, k] * ~done_n
+            done_n |= dones[:, k]
         return ReplayBatch(
-            observation=torch.from_numpy(self._stacks(steps)),
-            action=torch.from_numpy(self.actions[steps % self.size].astype(np.int64)),
-            return_=torch.from_numpy(returns.astype(np.float32)),
+            observation=torch.from_numpy(stacks[:count]),
+            action=torch.from_numpy(self.actions[idxs].astype(np.int64)),
+            return_=torch.from_numpy(return_),
             done_n=torch.from_numpy(done_n.astype(np.float32)),
-            target_observation=torch.from_numpy(self._stacks(steps + self.n_step)),
-            is_weights=torch.from_numpy(is_weights.astype(np.float32)),
-            idxs=steps % self.size,
+            target_observation=torch.from_numpy(stacks[count:]),
+            is_weights=torch.from_numpy(self._is_weights(idxs)),
+            idxs=idxs,
         )
 
-    def sample(self, batch_size: int) -> ReplayBatch:
-        low, high = self._valid_range()
-        steps = self.rng.integers(low, high + 1, size=batch_size)
-        return self._batch(steps, np.ones(batch_size))
+    def _is_weights(self, idxs: np.ndarray) -> np.ndarray:
+        """Uniform draws need no correction."""
+        return np.ones(len(idxs), dtype=np.float32)
+
+    def _stacks(self, idxs: np.ndarray) -> np.ndarray:
+        """Observations ``[len(idxs), num_img_obs, H, W]`` ending at slots ``idxs``.
+
+        Gathered straight into the reused output array (no per-item loop, no temporary
+        copy); frames from before a done inside the window are zeroed, as the env showed them.
+        """
+        if len(self._out) != len(idxs):
+            self._out = np.empty((len(idxs), *self._out.shape[1:]), dtype=np.uint8)
+        self.frames.take(idxs[:, None] + self._frame_offsets, axis=0, out=self._out,
+                         mode="wrap")
+        if self.num_img_obs > 1:
+            dones = self.dones.take(idxs[:, None] + self._done_offsets, mode="wrap")
+            # frame j is blank when any step from j to the one before the newest was done
+            blank = np.logical_or.accumulate(dones[:, ::-1], axis=1)[:, ::-1]
+            self._out[:, :-1][blank] = 0
+        return self._out
 
 
 class PrioritizedReplay(UniformReplay):
-    """Proportional prioritized replay (rlpyt's): new steps get priority 1, then |TD error|.
+    """Proportional prioritized replay (rlpyt's ``PrioritizedReplayFrameBuffer``).
 
-    Priorities are stored raised to ``alpha``; importance weights are ``(1/p)**beta``
-    normalised by the batch maximum, as rlpyt computes them. Steps that cannot be sampled yet
-    (target not written) or any more (history overwritten) hold priority 0 in the tree.
+    The sum tree's leaves hold ``priority ** alpha``. A slot becomes sampleable with
+    ``default_priority ** alpha`` (rlpyt's DQN passes ``default_priority = delta_clip``, 1.0;
+    not the running maximum) once its n-step target is written, and drops to zero when it
+    stops being sampleable, so draws never need a validity check. Importance weights are
+    ``(1 / (leaf + 1e-6)) ** beta`` divided by the batch's largest; ``beta`` is set by the
+    caller as training goes (rlpyt's ``set_beta``).
     """
 
     def __init__(self, size: int, *, alpha: float = 0.6, beta: float = 0.4,
@@ -149,28 +220,38 @@ class PrioritizedReplay(UniformReplay):
         self.tree = SumTree(size)
 
     def append(self, frame: np.ndarray, action: int, reward: float, done: bool) -> None:
+        """Store one step; switch off the slots it makes unsampleable, on the one it completes."""
         super().append(frame, action, reward, done)
         newest = self.written - 1
-        invalid = [newest % self.size]
-        if self.written > self.size:  # steps whose history this write overwrote
-            invalid += [(newest + k) % self.size for k in range(1, self.history + 1)]
-        self.tree.set(np.array(invalid), 0.0)
-        ready = newest - self.n_step  # its n-step target just arrived
-        low, _ = self._valid_range()
-        if ready >= low:
-            self.tree.set(ready % self.size, self.default_value)
-
-    def _step_of_slot(self, slots: np.ndarray) -> np.ndarray:
-        """Absolute step number stored in each slot (the latest write there)."""
-        newest = self.written - 1
-        return newest - ((newest - slots) % self.size)
+        # Off: steps newest+1-n .. newest await their targets, and slots newest+1 ..
+        # newest+f (mod size) lost history frames, or their own data, to this write.
+        # On: step newest-n, whose n-step target just arrived, unless the start-up guard
+        # holds it off (it is then a slot not yet written, or one of 0 .. f-1: zero already).
+        completed = newest - self.n_step_return
+        slots = np.arange(completed, newest + 1 + self.off_forward) % self.size
+        values = np.zeros(len(slots))
+        values[0] = self.default_value if completed >= self.off_forward else 0.0
+        self.tree.set(slots, values)
 
     def sample(self, batch_size: int) -> ReplayBatch:
-        slots = self.tree.sample(batch_size, self.rng)
-        priorities = self.tree[slots]
-        weights = (1.0 / (priorities + PRIORITY_EPS)) ** self.beta
-        return self._batch(self._step_of_slot(slots), weights / weights.max())
+        """``batch_size`` slots drawn with replacement in proportion to their priority."""
+        if not self.can_sample():
+            raise ValueError("the replay holds no complete transition to sample yet")
+        return self.batch_at(self.tree.sample(batch_size, self.rng))
+
+    def _is_weights(self, idxs: np.ndarray) -> np.ndarray:
+        """rlpyt's importance weights: computed in float64, normalised by the batch maximum."""
+        weights = (1.0 / (self.tree[idxs] + PRIORITY_EPS)) ** self.beta
+        return (weights / weights.max()).astype(np.float32)
 
     def update_priorities(self, idxs: np.ndarray, priorities: np.ndarray) -> None:
-        """Feed back |TD error| for the sampled slots (rlpyt stores it to the power alpha)."""
-        self.tree.set(idxs, np.asarray(priorities, dtype=np.float64) ** self.alpha)
+        """Store ``priority ** alpha`` for sampled slots (the learner's clamped |TD error|).
+
+        As in rlpyt: the power is taken in float32 (rlpyt gets the errors as a float32
+        tensor), and a slot drawn twice in a batch keeps its first value. A slot that has
+        stopped being sampleable since it was drawn is left at zero.
+        """
+        slots, first = np.unique(np.asarray(idxs, dtype=np.int64), return_index=True)
+        values = np.asarray(priorities, dtype=np.float32)[first] ** np.float32(self.alpha)
+        live = self.tree[slots] > 0
+        self.tree.set(slots[live], values[live])
