@@ -66,7 +66,9 @@ def run(config: Config) -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     from .checkpoint.start import prepare
-    from .engine.native import NativeEngine, StopRequest, resolve_device
+    from .engine.device import resolve_device
+    from .engine.loop import StopRequest, train
+    from .engine.native import NativeEngine
     from .engine.replay import check_memory
 
     # The last checks that need torch or the machine: still before anything is written.
@@ -96,7 +98,7 @@ def run(config: Config) -> int:
     log(f"run {run_dir.path}: engine {engine_name}, device {engine.device}, {threads} torch "
         f"threads, game {config.game}, itr {start.first_itr} -> {budget.target_itr} "
         f"(cum_steps -> {budget.target_cum_steps})")
-    outcome = engine.train(stop)
+    outcome = train(engine, config, start, stop, log)
     run_dir.mark(outcome)
     if outcome == "stopped":
         assert stop.signal_name is not None

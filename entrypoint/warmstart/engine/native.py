@@ -1,19 +1,14 @@
-"""The native engine: rlpyt's example-1 DQN loop, on torch and ale-py, without rlpyt.
+"""The native engine: rlpyt's example-1 DQN on torch and ale-py, without rlpyt.
 
 One sampler iteration is 4 env steps with epsilon-greedy actions (rlpyt's serial sampler,
-batch_T=4, batch_B=1), then ``updates_per_iteration`` DQN updates once the replay holds
-``MIN_STEPS_LEARN`` fresh steps. Log points come every ``LOG_EVERY`` steps as in rlpyt's
-MinibatchRl, with a snapshot there according to ``SNAPSHOT_MODE``. The loop reads top to
-bottom; the parts it calls (env, model, replay, learner) each live in their own module.
+batch_T=4, batch_B=1); each step goes into the frame replay; once the replay holds
+``MIN_STEPS_LEARN`` fresh steps, each iteration runs ``updates_per_iteration`` DQN updates.
+The runner around it (logging, snapshots, signals) is ``loop.train``, shared with rlpyt's engine.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,74 +16,14 @@ import torch
 
 from ..checkpoint.start import StartPoint
 from ..config import SAMPLER_BATCH, Config
-from ..errors import ConfigError, SnapshotError
+from ..errors import SnapshotError
 from .atari import AtariEnv
+from .device import to_cpu
 from .dqn import DqnLearner, make_optimizer, updates_per_iteration
+from .loop import TRAJECTORY_KEYS, OptStats
 from .model import AtariDqnModel
 from .replay import PrioritizedReplay, UniformReplay
 from .schedules import EPS_INIT, PRI_BETA_FINAL, PRI_BETA_INIT, PRI_BETA_STEPS, linear_ramp
-
-PROGRESS_SECONDS = 10.0
-RECENT_EPISODES = 10
-
-
-class StopRequest:
-    """Set by a signal handler; the loop finishes the current iteration, snapshots and stops."""
-
-    def __init__(self) -> None:
-        self.signal_name: str | None = None
-
-    @property
-    def requested(self) -> bool:
-        return self.signal_name is not None
-
-
-@dataclass
-class _Window:
-    """What happened since the last log point: becomes one progress.csv row."""
-
-    trajectories: list[dict[str, float]] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    grad_norms: list[float] = field(default_factory=list)
-    td_abs_errs: list[float] = field(default_factory=list)
-
-
-def _stats(prefix: str, values: list[float]) -> dict[str, float]:
-    """rlpyt's five summary columns (Average/Std/Median/Min/Max) of one quantity."""
-    if not values:
-        return {f"{prefix}{s}": math.nan for s in ("Average", "Std", "Median", "Min", "Max")}
-    a = np.asarray(values, dtype=np.float64)
-    return {f"{prefix}Average": a.mean(), f"{prefix}Std": a.std(), f"{prefix}Median":
-            float(np.median(a)), f"{prefix}Min": a.min(), f"{prefix}Max": a.max()}
-
-
-def _to_cpu(obj: Any) -> Any:
-    """A copy of a (nested) state dict with every tensor on the CPU, as rlpyt snapshots hold."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return type(obj)((k, _to_cpu(v)) for k, v in obj.items())
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj
-
-
-def resolve_device(config: Config) -> torch.device:
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("DEVICE=cuda but no CUDA device is visible to torch; use DEVICE=cpu "
-                          "or DEVICE=auto, or run the CUDA image with a GPU attached.")
-    if config.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
-
-
-def _format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 class NativeEngine:
@@ -128,6 +63,11 @@ class NativeEngine:
             prioritized_replay=config.prioritized_replay, update_counter=update_counter)
         self.updates_per_itr = updates_per_iteration(config.replay_ratio, SAMPLER_BATCH,
                                                      config.batch_size)
+        self._eps_itr_max = max(1, config.eps_steps // SAMPLER_BATCH)
+        self._beta_itr_max = max(1, PRI_BETA_STEPS // SAMPLER_BATCH)
+        self.model.train()
+        self._observation = self.env.reset()
+        self._trajectory = self._new_trajectory()
 
     def _load(self, start: StartPoint) -> int:
         """Load weights and optimizer state; returns the update count the optimizer has seen."""
@@ -150,11 +90,19 @@ class NativeEngine:
         steps = [s["step"] for s in self.optimizer.state.values() if "step" in s]
         return int(max((float(s) for s in steps), default=0))
 
+    @property
+    def update_counter(self) -> int:
+        return self.learner.update_counter
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
     def state(self) -> dict[str, Any]:
         """The tensors a snapshot holds, on the CPU."""
-        return {"model": _to_cpu(self.model.state_dict()),
-                "target": _to_cpu(self.target.state_dict()),
-                "optimizer": _to_cpu(self.optimizer.state_dict())}
+        return {"model": to_cpu(self.model.state_dict()),
+                "target": to_cpu(self.target.state_dict()),
+                "optimizer": to_cpu(self.optimizer.state_dict())}
 
     def _act(self, observation: np.ndarray, epsilon: float) -> int:
         """Epsilon-greedy: the network is only asked when the coin says exploit."""
@@ -164,114 +112,49 @@ class NativeEngine:
             obs = torch.from_numpy(observation).to(self.device, non_blocking=True)
             return int(self.model(obs).argmax(-1).item())
 
-    def train(self, stop: StopRequest) -> str:
-        """Run to the budget's target iteration; returns ``finished`` or ``stopped``."""
-        config, start, run = self.config, self.start, self.start.run
-        budget = run.budget
-        eps_itr_max = max(1, config.eps_steps // SAMPLER_BATCH)
-        beta_itr_max = max(1, PRI_BETA_STEPS // SAMPLER_BATCH)
-        log_itrs = max(1, config.log_every // SAMPLER_BATCH)
-        self.model.train()
-        observation = self.env.reset()
-        trajectory = {"Length": 0, "Return": 0.0, "NonzeroRewards": 0, "DiscountedReturn": 0.0,
-                      "GameScore": 0.0, "discount": 1.0}
-        window = _Window()
-        recent_scores: deque[float] = deque(maxlen=RECENT_EPISODES)
-        last_row = run.last_row or {}
-        cum_time_before = float(last_row.get("Diagnostics/CumTime (s)") or 0.0)
-        cum_trajs = int(float(last_row.get("Diagnostics/CumCompletedTrajs") or 0))
-        started = last_log_time = last_print = time.monotonic()
-        steps_at_print, updates_at_log = 0, self.learner.update_counter
-        epsilon, last_loss = EPS_INIT, math.nan
+    @staticmethod
+    def _new_trajectory() -> dict[str, float]:
+        return dict.fromkeys(TRAJECTORY_KEYS, 0.0) | {"discount": 1.0}
 
-        for itr in range(start.first_itr, budget.target_itr + 1):
-            epsilon = linear_ramp(itr, budget.eps_decay_start_itr, eps_itr_max, EPS_INIT,
-                                  config.eps_final)
-            for _ in range(SAMPLER_BATCH):
-                action = self._act(observation, epsilon)
-                step = self.env.step(action)
-                self.replay.append(observation[-1], action, step.reward, step.done)
-                trajectory["Length"] += 1
-                trajectory["Return"] += step.reward
-                trajectory["NonzeroRewards"] += step.reward != 0
-                trajectory["DiscountedReturn"] += trajectory["discount"] * step.reward
-                trajectory["discount"] *= config.discount
-                trajectory["GameScore"] += step.game_score
-                if step.traj_done:
-                    finished = {k: float(v) for k, v in trajectory.items() if k != "discount"}
-                    window.trajectories.append(finished)
-                    recent_scores.append(finished["GameScore"])
-                    cum_trajs += 1
-                    trajectory = dict.fromkeys(trajectory, 0) | {"discount": 1.0}
-                    observation = self.env.reset()
-                else:
-                    observation = step.observation
+    def sample(self, itr: int) -> tuple[float, list[dict[str, float]]]:
+        """4 env steps at rlpyt's epsilon for ``itr``, stored in the replay as they happen."""
+        budget = self.start.run.budget
+        epsilon = linear_ramp(itr, budget.eps_decay_start_itr, self._eps_itr_max, EPS_INIT,
+                              self.config.eps_final)
+        finished = []
+        trajectory = self._trajectory
+        for _ in range(SAMPLER_BATCH):
+            action = self._act(self._observation, epsilon)
+            step = self.env.step(action)
+            self.replay.append(self._observation[-1], action, step.reward, step.done)
+            trajectory["Length"] += 1
+            trajectory["Return"] += step.reward
+            trajectory["NonzeroRewards"] += step.reward != 0
+            trajectory["DiscountedReturn"] += trajectory["discount"] * step.reward
+            trajectory["discount"] *= self.config.discount
+            trajectory["GameScore"] += step.game_score
+            if step.traj_done:
+                finished.append({k: float(trajectory[k]) for k in TRAJECTORY_KEYS})
+                trajectory = self._trajectory = self._new_trajectory()
+                self._observation = self.env.reset()
+            else:
+                self._observation = step.observation
+        return epsilon, finished
 
-            if itr >= start.min_itr_learn and self.replay.can_sample():
-                if itr == start.min_itr_learn:
-                    self.log(f"replay holds {len(self.replay)} fresh steps: updates start "
-                             f"({self.updates_per_itr} per iteration)")
-                for _ in range(self.updates_per_itr):
-                    batch = self.replay.sample(config.batch_size)
-                    info = self.learner.update(batch)
-                    if config.prioritized_replay:
-                        self.replay.update_priorities(batch.idxs, info.td_abs_err)
-                    window.losses.append(info.loss)
-                    last_loss = info.loss
-                    window.grad_norms.append(info.grad_norm)
-                    window.td_abs_errs.extend(info.td_abs_err[::8].tolist())
-                if config.prioritized_replay:
-                    self.replay.beta = linear_ramp(itr, budget.eps_decay_start_itr, beta_itr_max,
-                                                   PRI_BETA_INIT, PRI_BETA_FINAL)
-
-            now = time.monotonic()
-            # read the flag once: a signal arriving later in this iteration is seen in the next
-            # one, so the iteration that returns "stopped" is always the one snapshotted
-            stopping = stop.requested
-            final = itr == budget.target_itr or stopping
-            if (itr + 1) % log_itrs == 0 or final:
-                elapsed = now - last_log_time
-                row = {
-                    "Diagnostics/Iteration": itr,
-                    "Diagnostics/CumTime (s)": round(cum_time_before + now - started, 3),
-                    "Diagnostics/CumSteps": (itr + 1) * SAMPLER_BATCH,
-                    "Diagnostics/CumCompletedTrajs": cum_trajs,
-                    "Diagnostics/CumUpdates": self.learner.update_counter,
-                    "Diagnostics/StepsPerSecond": None,
-                    "Diagnostics/UpdatesPerSecond":
-                        (self.learner.update_counter - updates_at_log) / max(elapsed, 1e-9),
-                    "Diagnostics/ReplayRatio": (self.updates_per_itr * config.batch_size
-                                                / SAMPLER_BATCH),
-                    "Epsilon": epsilon,
-                    "LearningRate": self.optimizer.param_groups[0]["lr"],
-                }
-                for key in ("Length", "Return", "NonzeroRewards", "DiscountedReturn",
-                            "GameScore"):
-                    row |= _stats(key, [t[key] for t in window.trajectories])
-                row |= _stats("loss", window.losses) | _stats("gradNorm", window.grad_norms)
-                row |= _stats("tdAbsErr", window.td_abs_errs)
-                steps_in_window = ((itr + 1) % log_itrs or log_itrs) * SAMPLER_BATCH
-                row["Diagnostics/StepsPerSecond"] = steps_in_window / max(elapsed, 1e-9)
-                run.log_row(row)
-                seconds = run.save_snapshot(itr, self.state, final=final)
-                if seconds:
-                    self.log(f"snapshot itr {itr} cum_steps {itr * SAMPLER_BATCH} written "
-                             f"in {seconds:.2f}s")
-                window = _Window()
-                last_log_time, updates_at_log = now, self.learner.update_counter
-
-            if now - last_print >= PROGRESS_SECONDS or final:
-                done_steps = (itr - start.first_itr + 1) * SAMPLER_BATCH
-                rate = (done_steps - steps_at_print) / max(now - last_print, 1e-9)
-                left = (budget.target_itr - itr) * SAMPLER_BATCH
-                score = f"{np.mean(recent_scores):.1f}" if recent_scores else "n/a"
-                eta = _format_duration(left / rate) if rate > 0 else "?"
-                self.log(f"itr {itr} | {done_steps}/"
-                         f"{(budget.target_itr - start.first_itr + 1) * SAMPLER_BATCH} steps "
-                         f"(total {(itr + 1) * SAMPLER_BATCH}) | {rate:.1f} steps/s | ETA {eta} | "
-                         f"score(last {len(recent_scores)}) {score} | eps {epsilon:.3f} | "
-                         f"loss {last_loss:.4f}")
-                last_print, steps_at_print = now, done_steps
-            if stopping and itr < budget.target_itr:
-                return "stopped"
-        return "finished"
+    def optimize(self, itr: int) -> OptStats:
+        """rlpyt's optimize_agent: no updates before ``min_itr_learn``, then a fixed number."""
+        stats = OptStats()
+        if itr < self.start.min_itr_learn or not self.replay.can_sample():
+            return stats
+        for _ in range(self.updates_per_itr):
+            batch = self.replay.sample(self.config.batch_size)
+            info = self.learner.update(batch)
+            if self.config.prioritized_replay:
+                self.replay.update_priorities(batch.idxs, info.td_abs_err)
+            stats.losses.append(info.loss)
+            stats.grad_norms.append(info.grad_norm)
+            stats.td_abs_errs.extend(info.td_abs_err[::8].tolist())
+        if self.config.prioritized_replay:
+            self.replay.beta = linear_ramp(itr, self.start.run.budget.eps_decay_start_itr,
+                                           self._beta_itr_max, PRI_BETA_INIT, PRI_BETA_FINAL)
+        return stats

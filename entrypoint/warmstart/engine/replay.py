@@ -1,7 +1,7 @@
 """Frame-based n-step replay for one environment stream, as rlpyt's DQN replays it.
 
 Memory: every step stores its newest 104x80 frame once (8,320 bytes) plus action, reward and
-done, instead of two 4-frame observations; 1M steps fit in about 8.4 GB. Arrays come from
+done, instead of two 4-frame observations; 1M steps fit in about 8.3 GB. Arrays come from
 ``np.zeros``, so the OS commits their pages only as the buffer fills.
 
 Layout: slot ``i`` holds step ``i`` of the stream modulo ``size``: the newest frame of the
@@ -13,9 +13,8 @@ zeroed its frame history there (a reset, or a lost life with episodic lives). rl
 
 Which slots can be drawn (rlpyt's ``off_backward`` / ``off_forward``, with ``f = max(1,
 num_img_obs - 1)`` and ``n = n_step_return``): not the ``n`` newest steps, whose n-step
-target is not written yet; not the ``f`` oldest ones, whose history frames (or, for the
-oldest, its own data) the cursor has overwritten; and, until the buffer first wraps, not
-steps ``0 .. f-1`` either. The last rule is rlpyt's start-up guard, kept so that the set of
+target is not written yet; not the ``f`` oldest ones, whose history frames the cursor has
+overwritten; and, until the buffer first wraps, not steps ``0 .. f-1`` either. The last rule is rlpyt's start-up guard, kept so that the set of
 sampleable steps is the same as rlpyt's at every step.
 
 The n-step return and ``done_n`` are computed from the stored rewards when a batch is drawn,
@@ -224,7 +223,7 @@ class PrioritizedReplay(UniformReplay):
         super().append(frame, action, reward, done)
         newest = self.written - 1
         # Off: steps newest+1-n .. newest await their targets, and slots newest+1 ..
-        # newest+f (mod size) lost history frames, or their own data, to this write.
+        # newest+f (mod size) hold the oldest steps, whose history this write overwrote.
         # On: step newest-n, whose n-step target just arrived, unless the start-up guard
         # holds it off (it is then a slot not yet written, or one of 0 .. f-1: zero already).
         completed = newest - self.n_step_return

@@ -1,0 +1,172 @@
+"""The runner both engines share: iterate, log, snapshot, report progress, stop on a signal.
+
+rlpyt's shape: a sampler collects one batch of 4 env steps per iteration, the algorithm
+optimises once learning has started, and the runner logs every ``LOG_EVERY`` steps with a
+snapshot there (``SNAPSHOT_MODE``), as MinibatchRl does. An engine supplies only ``sample`` and
+``optimize``; everything a user sees (progress.csv, progress lines, snapshots, the stop after a
+signal) is written here, once, so the engines cannot drift apart in what they report.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ..checkpoint.start import StartPoint
+from ..config import SAMPLER_BATCH, Config
+
+PROGRESS_SECONDS = 10.0
+RECENT_EPISODES = 10
+TRAJECTORY_KEYS = ("Length", "Return", "NonzeroRewards", "DiscountedReturn", "GameScore")
+"""rlpyt's TrajInfo fields: each finished trajectory reports these."""
+
+
+class StopRequest:
+    """Set by a signal handler; the loop finishes the current iteration, snapshots and stops."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+
+@dataclass
+class OptStats:
+    """What the updates of one iteration report (empty lists before learning starts)."""
+
+    losses: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    td_abs_errs: list[float] = field(default_factory=list)
+
+    def extend(self, other: OptStats) -> None:
+        self.losses += other.losses
+        self.grad_norms += other.grad_norms
+        self.td_abs_errs += other.td_abs_errs
+
+
+class Engine(Protocol):
+    """What the runner needs from an engine."""
+
+    name: str
+    device: torch.device
+    updates_per_itr: int
+
+    @property
+    def update_counter(self) -> int: ...
+
+    @property
+    def learning_rate(self) -> float: ...
+
+    def sample(self, itr: int) -> tuple[float, list[dict[str, float]]]:
+        """Collect one iteration of env steps; returns epsilon and the finished trajectories."""
+
+    def optimize(self, itr: int) -> OptStats:
+        """Store the iteration's samples and run its updates (none before learning starts)."""
+
+    def state(self) -> dict[str, Any]:
+        """model, target and optimizer state dicts on the CPU, for a snapshot."""
+
+
+def _stats(prefix: str, values: list[float]) -> dict[str, float]:
+    """rlpyt's five summary columns (Average/Std/Median/Min/Max) of one quantity."""
+    if not values:
+        return {f"{prefix}{s}": math.nan for s in ("Average", "Std", "Median", "Min", "Max")}
+    a = np.asarray(values, dtype=np.float64)
+    return {f"{prefix}Average": a.mean(), f"{prefix}Std": a.std(), f"{prefix}Median":
+            float(np.median(a)), f"{prefix}Min": a.min(), f"{prefix}Max": a.max()}
+
+
+def _format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
+          log: Callable[[str], None]) -> str:
+    """Run to the budget's target iteration; returns ``finished`` or ``stopped``."""
+    run = start.run
+    budget = run.budget
+    log_itrs = max(1, config.log_every // SAMPLER_BATCH)
+    trajectories: list[dict[str, float]] = []
+    opt = OptStats()
+    recent_scores: deque[float] = deque(maxlen=RECENT_EPISODES)
+    last_row = run.last_row or {}
+    cum_time_before = float(last_row.get("Diagnostics/CumTime (s)") or 0.0)
+    cum_trajs = int(float(last_row.get("Diagnostics/CumCompletedTrajs") or 0))
+    started = last_log_time = last_print = time.monotonic()
+    steps_at_print, updates_at_log = 0, engine.update_counter
+    last_loss = math.nan
+
+    for itr in range(start.first_itr, budget.target_itr + 1):
+        epsilon, finished = engine.sample(itr)
+        trajectories += finished
+        recent_scores.extend(t["GameScore"] for t in finished)
+        cum_trajs += len(finished)
+        if itr == start.min_itr_learn:
+            log(f"replay holds {(itr - start.first_itr + 1) * SAMPLER_BATCH} fresh steps: "
+                f"updates start ({engine.updates_per_itr} per iteration)")
+        stats = engine.optimize(itr)
+        opt.extend(stats)
+        if stats.losses:
+            last_loss = stats.losses[-1]
+
+        now = time.monotonic()
+        # read the flag once: a signal arriving later in this iteration is seen in the next
+        # one, so the iteration that returns "stopped" is always the one snapshotted
+        stopping = stop.requested
+        final = itr == budget.target_itr or stopping
+        if (itr + 1) % log_itrs == 0 or final:
+            elapsed = max(now - last_log_time, 1e-9)
+            steps_in_window = ((itr + 1) % log_itrs or log_itrs) * SAMPLER_BATCH
+            row = {
+                "Diagnostics/Iteration": itr,
+                "Diagnostics/CumTime (s)": round(cum_time_before + now - started, 3),
+                "Diagnostics/CumSteps": (itr + 1) * SAMPLER_BATCH,
+                "Diagnostics/CumCompletedTrajs": cum_trajs,
+                "Diagnostics/CumUpdates": engine.update_counter,
+                "Diagnostics/StepsPerSecond": steps_in_window / elapsed,
+                "Diagnostics/UpdatesPerSecond": (engine.update_counter - updates_at_log) / elapsed,
+                "Diagnostics/ReplayRatio": (engine.updates_per_itr * config.batch_size
+                                            / SAMPLER_BATCH),
+                "Epsilon": epsilon,
+                "LearningRate": engine.learning_rate,
+            }
+            for key in TRAJECTORY_KEYS:
+                row |= _stats(key, [t[key] for t in trajectories])
+            row |= _stats("loss", opt.losses) | _stats("gradNorm", opt.grad_norms)
+            row |= _stats("tdAbsErr", opt.td_abs_errs)
+            run.log_row(row)
+            seconds = run.save_snapshot(itr, engine.state, final=final)
+            if seconds:
+                log(f"snapshot itr {itr} cum_steps {itr * SAMPLER_BATCH} written in {seconds:.2f}s")
+            trajectories, opt = [], OptStats()
+            last_log_time, updates_at_log = now, engine.update_counter
+
+        if now - last_print >= PROGRESS_SECONDS or final:
+            done_steps = (itr - start.first_itr + 1) * SAMPLER_BATCH
+            rate = (done_steps - steps_at_print) / max(now - last_print, 1e-9)
+            left = (budget.target_itr - itr) * SAMPLER_BATCH
+            score = f"{np.mean(recent_scores):.1f}" if recent_scores else "n/a"
+            eta = _format_duration(left / rate) if rate > 0 else "?"
+            log(f"itr {itr} | {done_steps}/"
+                f"{(budget.target_itr - start.first_itr + 1) * SAMPLER_BATCH} steps "
+                f"(total {(itr + 1) * SAMPLER_BATCH}) | {rate:.1f} steps/s | ETA {eta} | "
+                f"score(last {len(recent_scores)}) {score} | eps {epsilon:.3f} | "
+                f"loss {last_loss:.4f}")
+            last_print, steps_at_print = now, done_steps
+        if stopping and itr < budget.target_itr:
+            return "stopped"
+    return "finished"
