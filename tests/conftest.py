@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Settings for training runs short enough for a test: a few hundred real ALE steps.
 SHORT_RUN = {
+    "ENGINE": "native",  # rlpyt's engine has its own tests; auto would pick it where installed
     "STEPS": "400",
     "MIN_STEPS_LEARN": "300",
     "REPLAY_SIZE": "2000",

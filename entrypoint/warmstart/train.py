@@ -27,20 +27,24 @@ def log(message: str) -> None:
 
 
 def choose_engine(config: Config) -> str:
-    """auto = native until the rlpyt engine lands; rlpyt asked for by name fails with a how-to."""
-    if config.engine != "rlpyt":
-        return "native"
-    if importlib.util.find_spec("rlpyt") is None:
-        raise ConfigError("ENGINE=rlpyt but rlpyt is not importable here; use the image built "
-                          "with WITH_RLPYT=1 (the default), or ENGINE=native / ENGINE=auto.")
-    raise ConfigError("ENGINE=rlpyt is not available in this version yet; use ENGINE=native "
-                      "(the same algorithm and snapshot format).")
+    """auto = rlpyt where it is importable (as in the image), native otherwise."""
+    available = importlib.util.find_spec("rlpyt") is not None
+    if config.engine == "rlpyt" and not available:
+        raise ConfigError("ENGINE=rlpyt but rlpyt is not importable here; use the image (built "
+                          "with WITH_RLPYT=1, the default) or install docker/requirements-rlpyt.txt, "
+                          "or use ENGINE=native / ENGINE=auto.")
+    if config.engine == "auto":
+        return "rlpyt" if available else "native"
+    return config.engine
 
 
-def _set_threads(config: Config) -> int:
+def _set_threads(config: Config, engine_name: str) -> int:
+    """TORCH_THREADS, or a default per engine: rlpyt's batch-1 action selection is ~4x slower
+    with more than one thread; the native engine uses every core it has."""
     import torch
 
-    threads = config.torch_threads or len(os.sched_getaffinity(0))
+    default = 1 if engine_name == "rlpyt" else len(os.sched_getaffinity(0))
+    threads = config.torch_threads or default
     torch.set_num_threads(threads)
     return threads
 
@@ -70,6 +74,7 @@ def run(config: Config) -> int:
     from .engine.loop import StopRequest, train
     from .engine.native import NativeEngine
     from .engine.replay import check_memory
+    from .engine.rlpyt_engine import RlpytEngine
 
     # The last checks that need torch or the machine: still before anything is written.
     device = resolve_device(config)
@@ -93,8 +98,9 @@ def run(config: Config) -> int:
     log(f"learning rate {start.lr:g} (from {start.lr_source}); updates start after "
         f"{(start.min_itr_learn - start.first_itr) * SAMPLER_BATCH} fresh steps "
         "(the replay starts empty)")
-    threads = _set_threads(config)
-    engine = NativeEngine(config, start, device, log)
+    threads = _set_threads(config, engine_name)
+    engine_cls = RlpytEngine if engine_name == "rlpyt" else NativeEngine
+    engine = engine_cls(config, start, device, log)
     log(f"run {run_dir.path}: engine {engine_name}, device {engine.device}, {threads} torch "
         f"threads, game {config.game}, itr {start.first_itr} -> {budget.target_itr} "
         f"(cum_steps -> {budget.target_cum_steps})")
