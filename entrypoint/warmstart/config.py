@@ -84,7 +84,8 @@ class Config:
         "Keep only the newest N itr_N.pkl files of a run (never the one it started from); "
         "0 keeps all.", minimum=0)
     torch_threads: int = _setting(
-        "TORCH_THREADS", 0, "torch intra-op threads; 0 = one per available core.", minimum=0)
+        "TORCH_THREADS", 0,
+        "torch intra-op threads; 0 = every available core (native), 1 (rlpyt).", minimum=0)
     lr: float | None = _setting(
         "LR", None,
         "Adam learning rate. Unset: a warm start keeps the snapshot's lr, a cold start uses 2.5e-4.",
