@@ -146,7 +146,13 @@ def test_random_sigkills_always_leave_a_loadable_snapshot(tmp_path: Path) -> Non
         proc = _start(tmp_path, **settings)
         if trial == 0:
             _wait_for_snapshot(run, proc)
-        time.sleep(rng.uniform(2.0, 5.0))  # past start-up: into stepping and snapshot writes
+        if trial % 4 == 3:  # aim at a write: kill as soon as a temp file shows up
+            deadline = time.monotonic() + 60
+            while not any(TEMP_MARKER in p.name for p in run.iterdir()):
+                assert time.monotonic() < deadline and proc.poll() is None, "no write seen"
+                time.sleep(0.001)
+        else:
+            time.sleep(rng.uniform(2.0, 5.0))  # past start-up: into stepping and writes
         proc.kill()
         output, _ = proc.communicate()
         snapshots = _loadable(run)
