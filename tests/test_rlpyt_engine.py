@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import SHORT_RUN, warmstart
 
 HAVE_RLPYT = importlib.util.find_spec("rlpyt") is not None
