@@ -1,41 +1,85 @@
 """Atari games: which exist (ale-py ships their ROMs) and how many actions each has.
 
 Used by config validation, before anything heavy starts, and by snapshot checks: a snapshot's
-output layer size is the minimal action set of the game it was trained on.
+output layer size is the minimal action set of the game it was trained on. rlpyt names games
+the way atari_py does (snake_case: ``pong``, ``space_invaders``, ``montezuma_revenge``), and
+ale-py's ROM ids follow the same scheme, so a name means the same game in both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
+import io
 
 from ale_py import ALEInterface, LoggerMode, roms
 
 COMMON_GAMES = ("pong", "breakout", "space_invaders", "seaquest", "qbert", "beam_rider",
-                "enduro", "ms_pacman", "asterix", "boxing", "freeway", "alien", "montezuma_revenge",
-                "atlantis", "gopher", "kangaroo", "road_runner", "video_pinball")
-"""Games that ``game_for_action_count`` looks through: loading all 108 ROMs takes ~20 s."""
-
-
-@functools.cache
-def available_games() -> tuple[str, ...]:
-    """Names of the games whose ROMs ship with ale-py, in rlpyt's snake_case."""
-    return tuple(sorted(roms.get_all_rom_ids()))
+                "enduro", "ms_pacman", "asterix", "boxing", "freeway", "alien",
+                "montezuma_revenge", "atlantis", "gopher", "kangaroo", "road_runner",
+                "video_pinball")
+"""The games ``game_for_action_count`` looks through. Loading a ROM takes ~0.2 s, so all 104
+loadable ones take ~21 s (measured, ale-py 0.12.1); these widely benchmarked ones 3-5 s."""
 
 
 def new_ale() -> ALEInterface:
-    """An ALE that prints only errors (its banner would clutter every log)."""
+    """An ALE that prints only errors: its banner would clutter every log and CLI answer."""
     ALEInterface.setLoggerMode(LoggerMode.Error)
     return ALEInterface()
 
 
+def _quiet_rom_path(game: str) -> str | None:
+    """ale-py's path for ``game``, or None when it has no such ROM.
+
+    ``get_rom_path`` prints a line when ``ALE_ROMS_DIR`` is set; that line is swallowed.
+    """
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            path = roms.get_rom_path(game)
+        except OSError:  # ALE_ROMS_DIR lacks the file, or its md5 is not ale-py's
+            return None
+    return None if path is None else str(path)
+
+
+@functools.cache
+def _rom_paths() -> dict[str, str]:
+    """Loadable game -> ROM file, sorted by name."""
+    # ale-py 0.12.1 bundles combat, joust, maze_craze and warlords, but loading one of them
+    # outside its multi-agent API ends the whole process (exit status 1) instead of raising;
+    # isSupportedROM answers None for exactly those, cheaply, without loading.
+    ale = new_ale()
+    found = {}
+    for game in sorted(roms.get_all_rom_ids()):
+        path = _quiet_rom_path(game)
+        if path is not None and ale.isSupportedROM(path) is not None:
+            found[game] = path
+    return found
+
+
+def available_games() -> list[str]:
+    """Sorted names of the games this ale-py can load, in rlpyt's snake_case."""
+    return list(_rom_paths())
+
+
 def rom_path(game: str) -> str:
     """The ROM file of ``game``; ValueError naming close matches when there is none."""
-    if game not in available_games():
-        close = difflib.get_close_matches(game, available_games(), n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else "see ale-py's ROM list"
-        raise ValueError(f"no ROM for '{game}' in ale-py; {hint}")
-    return str(roms.get_rom_path(game))
+    if game not in _rom_paths():
+        raise ValueError(f"unknown Atari game {game!r}: {_unknown_game_hint(game)}")
+    return _rom_paths()[game]
+
+
+def _unknown_game_hint(game: str) -> str:
+    if not _rom_paths():
+        return "ale-py found no ROMs at all (is ALE_ROMS_DIR set to the wrong folder?)"
+    if game in roms.get_all_rom_ids():
+        if _quiet_rom_path(game) is None:
+            return "its ROM file is missing or not ale-py's (is ALE_ROMS_DIR set?)"
+        return "ale-py ships this ROM but cannot load it for single-player play"
+    close = difflib.get_close_matches(game, list(_rom_paths()), n=3)
+    if close:
+        return f"did you mean {', '.join(close)}?"
+    return f"ale-py's games include {', '.join(list(_rom_paths())[:6])}, ..."
 
 
 @functools.cache
@@ -47,5 +91,9 @@ def minimal_action_count(game: str) -> int:
 
 
 def game_for_action_count(n_actions: int) -> list[str]:
-    """Common games whose minimal action set has ``n_actions`` actions: a snapshot's likely game."""
-    return [g for g in COMMON_GAMES if g in available_games() and minimal_action_count(g) == n_actions]
+    """Common games whose minimal action set has ``n_actions`` actions: a snapshot's likely game.
+
+    Only ``COMMON_GAMES`` are looked through (see there why); the answer is a hint, not proof.
+    """
+    return [game for game in COMMON_GAMES
+            if game in _rom_paths() and minimal_action_count(game) == n_actions]
