@@ -1,6 +1,8 @@
-"""One DQN update with rlpyt's semantics (``rlpyt.algos.dqn.dqn.DQN.loss`` and
-``optimize_agent``): the same target, loss, clipping, priorities and target-copy timing, so a
-model trained here is the model rlpyt would have trained from the same batches.
+"""One DQN update with the semantics of rlpyt's ``DQN.loss`` and ``DQN.optimize_agent``.
+
+Same target, loss, importance weighting, gradient clipping, priorities and target-copy timing,
+and the same floating-point operations in the same order, so that from the same weights and
+the same minibatch a step here lands on the parameters rlpyt's step lands on.
 """
 
 from __future__ import annotations
@@ -15,27 +17,32 @@ from .model import AtariDqnModel
 
 
 class UpdateInfo(NamedTuple):
+    """What rlpyt's ``OptInfo`` records for one update, plus the full priorities."""
+
     loss: float
-    grad_norm: float
-    td_abs_err: np.ndarray  # [B]; clamped to delta_clip: what prioritized replay is fed
+    grad_norm: float  # before clipping, as clip_grad_norm_ returns it
+    td_abs_err: np.ndarray  # float32 [B]: |TD error| clamped to [0, delta_clip], fed to the replay
 
 
 def make_optimizer(model: AtariDqnModel, learning_rate: float,
                    batch_size: int) -> torch.optim.Adam:
-    """Adam with rlpyt's default ``eps = 0.01 / batch_size``."""
+    """Adam with rlpyt's default ``optim_kwargs``: ``eps = 0.01 / batch_size``."""
     return torch.optim.Adam(model.parameters(), lr=learning_rate, eps=0.01 / batch_size)
 
 
 def updates_per_iteration(replay_ratio: float, sampler_batch_size: int, batch_size: int) -> int:
-    """rlpyt: ``max(1, round(replay_ratio * sampler_batch / batch_size))`` (1 for example 1)."""
+    """Gradient updates per sampler iteration, as rlpyt's ``DQN.initialize`` computes them."""
     return max(1, round(replay_ratio * sampler_batch_size / batch_size))
 
 
 class DqnLearner:
-    """Owns the online/target pair and the optimizer's steps; counts updates across warm starts.
+    """One DQN update with rlpyt's semantics, on whatever device the model lives.
 
-    ``update_counter`` continues from the snapshot's Adam step count, so the target network is
-    copied on the same schedule as in the uninterrupted run (rlpyt restarts it at 0).
+    ``update_counter`` is the number of updates done so far. rlpyt increments it after the
+    optimizer step and copies the target when the new count is a multiple of
+    ``target_update_interval``, so the first update (count 0 -> 1) never copies. Passing the
+    count a snapshot reached keeps the copy schedule of the uninterrupted run (a warm-started
+    rlpyt restarts it at 0).
     """
 
     def __init__(self, model: AtariDqnModel, target_model: AtariDqnModel,
@@ -44,9 +51,16 @@ class DqnLearner:
                  delta_clip: float | None = 1.0, clip_grad_norm: float = 10.0,
                  target_update_interval: int = 312, target_update_tau: float = 1.0,
                  prioritized_replay: bool = False, update_counter: int = 0) -> None:
+        if not 0 < target_update_tau <= 1:
+            # rlpyt silently never updates the target for tau <= 0; refuse instead.
+            raise ValueError(f"target_update_tau must be in (0, 1], not {target_update_tau}")
+        if target_update_interval < 1:
+            raise ValueError(f"target_update_interval must be at least 1, "
+                             f"not {target_update_interval}")
         self.model = model
         self.target_model = target_model
         self.optimizer = optimizer
+        # rlpyt's Python-float discount ** n, applied to target_q before the (1 - done_n) mask.
         self.bootstrap_discount = discount ** n_step_return
         self.double_dqn = double_dqn
         self.delta_clip = delta_clip
@@ -55,38 +69,41 @@ class DqnLearner:
         self.target_update_tau = target_update_tau
         self.prioritized_replay = prioritized_replay
         self.update_counter = update_counter
-        self.device = next(model.parameters()).device
 
     def loss(self, batch: ReplayBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean (importance-weighted) Huber loss of the TD error, and |TD error| for priorities."""
-        to = {"device": self.device, "non_blocking": True}
-        observation = batch.observation.to(**to)
-        target_observation = batch.target_observation.to(**to)
-        q = self.model(observation).gather(1, batch.action.to(**to).unsqueeze(1)).squeeze(1)
+        """The batch's mean (importance-weighted) Huber loss, and its clamped |TD errors|."""
+        device = next(self.model.parameters()).device
+        observation = batch.observation.to(device, non_blocking=True)
+        target_observation = batch.target_observation.to(device, non_blocking=True)
+        action = batch.action.to(device, non_blocking=True)
+        return_ = batch.return_.to(device, non_blocking=True)
+        done_n = batch.done_n.to(device, non_blocking=True)
+
+        q = self.model(observation).gather(-1, action.unsqueeze(-1)).squeeze(-1)
         with torch.no_grad():
             target_qs = self.target_model(target_observation)
-            if self.double_dqn:
-                next_action = self.model(target_observation).argmax(dim=-1, keepdim=True)
-                target_q = target_qs.gather(1, next_action).squeeze(1)
+            if self.double_dqn:  # a* from the online net, evaluated by the target net
+                next_action = self.model(target_observation).argmax(dim=-1)
+                target_q = target_qs.gather(-1, next_action.unsqueeze(-1)).squeeze(-1)
             else:
                 target_q = target_qs.max(dim=-1).values
-            y = batch.return_.to(**to) + (1 - batch.done_n.to(**to)) * (
-                self.bootstrap_discount * target_q)
+        y = return_ + (1 - done_n) * (self.bootstrap_discount * target_q)
         delta = y - q
-        abs_delta = delta.abs()
         losses = 0.5 * delta ** 2
+        abs_delta = delta.abs()
         if self.delta_clip is not None:
             linear = self.delta_clip * (abs_delta - self.delta_clip / 2)
             losses = torch.where(abs_delta <= self.delta_clip, losses, linear)
         if self.prioritized_replay:
-            losses = losses * batch.is_weights.to(**to)
+            # rlpyt: the plain mean of weighted losses, not normalised by the weights' sum.
+            losses = losses * batch.is_weights.to(device, non_blocking=True)
         td_abs_err = abs_delta.detach()
         if self.delta_clip is not None:
             td_abs_err = td_abs_err.clamp(0, self.delta_clip)
         return losses.mean(), td_abs_err
 
     def update(self, batch: ReplayBatch) -> UpdateInfo:
-        """One gradient step; copies the target every ``target_update_interval`` updates."""
+        """One gradient step; then the counter, then the target copy when it is due."""
         self.optimizer.zero_grad()
         loss, td_abs_err = self.loss(batch)
         loss.backward()
@@ -94,15 +111,20 @@ class DqnLearner:
         self.optimizer.step()
         self.update_counter += 1
         if self.update_counter % self.target_update_interval == 0:
-            self._update_target()
-        return UpdateInfo(float(loss.detach()), float(grad_norm), td_abs_err.cpu().numpy())
+            self.update_target()
+        # One device-to-host copy for everything reported: a single sync per update.
+        report = torch.cat((loss.detach().reshape(1), grad_norm.reshape(1).to(loss.dtype),
+                            td_abs_err)).cpu().numpy()
+        return UpdateInfo(float(report[0]), float(report[1]), report[2:])
 
-    def _update_target(self) -> None:
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """rlpyt's ``update_state_dict``: a copy at tau 1, else ``tau*online + (1-tau)*target``."""
         tau = self.target_update_tau
         if tau == 1:
             self.target_model.load_state_dict(self.model.state_dict())
             return
-        with torch.no_grad():
-            for target, online in zip(self.target_model.state_dict().values(),
-                                      self.model.state_dict().values(), strict=True):
-                target.mul_(1 - tau).add_(online, alpha=tau)
+        target_state = self.target_model.state_dict()
+        for key, online in self.model.state_dict().items():
+            target = target_state[key]
+            target.copy_(tau * online + (1 - tau) * target)
