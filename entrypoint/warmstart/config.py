@@ -83,9 +83,20 @@ class Config:
         "KEEP_SNAPSHOTS", 0,
         "Keep only the newest N itr_N.pkl files of a run (never the one it started from); "
         "0 keeps all.", minimum=0)
+    resume_state: str = _setting(
+        "RESUME_STATE", "off",
+        "full = each snapshot also saves resume-itr_N.npz beside it (replay, RNG, emulator and "
+        "schedule state), so a restarted run continues bit-exactly (native engine; about 0.2 GB "
+        "per million transitions); off = a restart refills the replay.",
+        choices=("off", "full"))
     torch_threads: int = _setting(
         "TORCH_THREADS", 0,
         "torch intra-op threads; 0 = every available core (native), 1 (rlpyt).", minimum=0)
+    deterministic: bool = _setting(
+        "DETERMINISTIC", False,
+        "Make torch pick deterministic kernels (use_deterministic_algorithms, cuDNN "
+        "deterministic, CUBLAS_WORKSPACE_CONFIG) for repeatable GPU runs; CPU runs repeat "
+        "without it.")
     lr: float | None = _setting(
         "LR", None,
         "Adam learning rate. Unset: a warm start keeps the snapshot's lr, a cold start uses 2.5e-4.",

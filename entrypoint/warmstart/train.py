@@ -33,9 +33,12 @@ def choose_engine(config: Config) -> str:
         raise ConfigError("ENGINE=rlpyt but rlpyt is not importable here; use the image (built "
                           "with WITH_RLPYT=1, the default) or install docker/requirements-rlpyt.txt, "
                           "or use ENGINE=native / ENGINE=auto.")
-    if config.engine == "auto":
-        return "rlpyt" if available else "native"
-    return config.engine
+    chosen = ("rlpyt" if available else "native") if config.engine == "auto" else config.engine
+    if config.resume_state == "full" and chosen == "rlpyt":
+        raise ConfigError(f"RESUME_STATE=full is supported by the native engine only, and "
+                          f"ENGINE={config.engine} runs rlpyt here; set ENGINE=native, or "
+                          "RESUME_STATE=off.")
+    return chosen
 
 
 def _set_threads(config: Config, engine_name: str) -> int:
@@ -70,7 +73,7 @@ def run(config: Config) -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     from .checkpoint.start import prepare
-    from .engine.device import resolve_device
+    from .engine.device import make_deterministic, reproducibility, resolve_device
     from .engine.loop import StopRequest, train
     from .engine.native import NativeEngine
     from .engine.replay import check_memory
@@ -95,15 +98,23 @@ def run(config: Config) -> int:
     else:
         log(f"warm start from {snapshot.path} (itr {snapshot.itr}, cum_steps "
             f"{snapshot.cum_steps}, {snapshot.shape.head} head, sha256 {snapshot.sha256[:12]})")
-    log(f"learning rate {start.lr:g} (from {start.lr_source}); updates start after "
-        f"{(start.min_itr_learn - start.first_itr) * SAMPLER_BATCH} fresh steps "
-        "(the replay starts empty)")
+    if start.resume_state is None:
+        log(f"learning rate {start.lr:g} (from {start.lr_source}); updates start after "
+            f"{(start.min_itr_learn - start.first_itr) * SAMPLER_BATCH} fresh steps "
+            "(the replay starts empty)")
+    else:
+        log(f"learning rate {start.lr:g} (from {start.lr_source}); updates start at itr "
+            f"{start.min_itr_learn}, as in the interrupted process (the replay is restored)")
     threads = _set_threads(config, engine_name)
+    if config.deterministic:
+        make_deterministic()
     engine_cls = RlpytEngine if engine_name == "rlpyt" else NativeEngine
     engine = engine_cls(config, start, device, log)
     log(f"run {run_dir.path}: engine {engine_name}, device {engine.device}, {threads} torch "
         f"threads, game {config.game}, itr {start.first_itr} -> {budget.target_itr} "
         f"(cum_steps -> {budget.target_cum_steps})")
+    run_dir.record_start(reproducibility(engine.device, first_itr=start.first_itr,
+                                         resume_state=start.resume_state))
     outcome = train(engine, config, start, stop, log)
     run_dir.mark(outcome)
     if outcome == "stopped":

@@ -7,9 +7,12 @@ later run can sweep the ones a killed process left behind.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import VolumeError
 
@@ -29,26 +32,35 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically; on failure the old file is untouched."""
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[BinaryIO]:
+    """Write ``path`` through a file object; it replaces ``path`` only if the block completes.
+
+    For files too big to build in memory first (a replay buffer): whatever goes wrong inside
+    the block, or a kill, leaves the old file untouched and at most a hidden temp file.
+    """
     temp = _temp_path(path)
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(temp, path)
         fsync_dir(path.parent)
-    except OSError as err:
+    except BaseException as err:
         try:
             temp.unlink()
         except OSError:
             pass
-        raise volume_error(path, err) from None
+        if isinstance(err, OSError):
+            raise volume_error(path, err) from None
+        raise
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically; on failure the old file is untouched."""
+    with replacing(path) as handle:
+        handle.write(data)
 
 
 def write_text(path: Path, text: str) -> None:

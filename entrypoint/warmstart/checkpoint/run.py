@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import provenance
 from ..config import SAMPLER_BATCH, Config
-from . import atomic
+from . import atomic, resume_state
 from . import snapshot as snap
 
 MANIFEST = "manifest.json"
@@ -31,7 +31,8 @@ MANIFEST_FORMAT = 1
 _RUN_N = re.compile(r"^run_(\d+)$")
 
 StateFn = Callable[[], dict[str, Any]]
-"""Returns ``model``, ``target`` and ``optimizer`` state dicts on the CPU, when a snapshot is due."""
+"""Returns ``model``, ``target`` and ``optimizer`` state dicts on the CPU, when a snapshot is due,
+and with RESUME_STATE=full a ``resume`` ResumePayload."""
 
 
 def _now() -> str:
@@ -187,14 +188,26 @@ class RunDir:
         data = snap.to_bytes(itr=itr, cum_steps=itr * SAMPLER_BATCH, model=parts["model"],
                              target=parts["target"], optimizer=parts["optimizer"])
         digest = hashlib.sha256(data).hexdigest()
+        # The resume state goes first and older ones go last (see resume_state's docstring):
+        # a kill in between never leaves the newest snapshot without its own resume state.
+        resume = None
+        if "resume" in parts:
+            resume = resume_state.write(self.path, itr=itr, params_sha256=digest,
+                                        config=self.config, payload=parts["resume"])
+        else:
+            resume_state.prune(self.path, keep=None)
         entries = [e for e in self.manifest["snapshots"] if e["file"] not in files]
         for name in files:
             atomic.write_bytes(self.path / name, data)
             entries.append({"file": name, "itr": itr, "cum_steps": itr * SAMPLER_BATCH,
                             "sha256": digest, "written": _now()})
+            if resume is not None:
+                entries[-1] |= {"resume_state": resume.name,
+                                "resume_state_bytes": resume.stat().st_size}
         self.manifest["snapshots"] = entries
         self._write_manifest()
         self._prune()
+        resume_state.prune(self.path, keep=resume)
         return time.perf_counter() - started
 
     def _prune(self) -> None:
@@ -224,6 +237,11 @@ class RunDir:
         except FileNotFoundError:
             return []
 
+    def forget_rows_after(self, itr: int) -> None:
+        """Drop progress rows past the snapshot a resume starts from: those iterations run
+        again, and the counters they carry (completed trajectories) must not count twice."""
+        self._rows = [r for r in self._rows if int(float(r["Diagnostics/Iteration"])) <= itr]
+
     @property
     def last_row(self) -> dict[str, Any] | None:
         return self._rows[-1] if self._rows else None
@@ -239,6 +257,12 @@ class RunDir:
         writer.writeheader()
         writer.writerows(self._rows)
         atomic.write_text(self.path / PROGRESS, out.getvalue())
+
+    def record_start(self, info: dict[str, Any]) -> None:
+        """Note what this process runs with beyond the config (threads, device, determinism,
+        how it started): a manifest must name everything that decides the result."""
+        self.manifest.setdefault("starts", []).append({"started": _now()} | info)
+        self._write_manifest()
 
     def mark(self, status: str) -> None:
         """Record how the run ended: ``finished`` (budget reached) or ``stopped`` (by a signal)."""

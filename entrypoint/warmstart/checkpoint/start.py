@@ -21,6 +21,8 @@ from ..config import COLD_MIN_STEPS_LEARN, SAMPLER_BATCH, WARM_MIN_STEPS_LEARN, 
 from ..errors import ConfigError
 from . import atomic, discovery, volume
 from . import snapshot as snap
+from .resume_state import ResumeState
+from .resume_state import find as find_resume_state
 from .run import Budget, RunDir, latest_run_dir, next_run_name, read_manifest
 
 DEFAULT_LR = 2.5e-4
@@ -37,6 +39,8 @@ class StartPoint:
     lr: float
     lr_source: str  # why this lr: "LR", "snapshot" or "default"
     resumed: bool  # this process continues a run that an earlier process of the job began
+    # RESUME_STATE=full: the state saved beside the snapshot, restored by the engine (exact)
+    resume_state: ResumeState | None = None
 
     @property
     def warm(self) -> bool:
@@ -91,11 +95,14 @@ def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoi
         start = snap.read(Path(run.manifest["parent"]["path"]))
     first_itr = run.budget.start_itr if own is None else own.itr + 1
     run.protected = None if own is None else own.path
+    run.forget_rows_after(first_itr - 1)
     lr, source = _learning_rate(config, start)
-    return StartPoint(run=run, snapshot=start, first_itr=first_itr,
-                      min_itr_learn=first_itr + _fresh_steps(config, start is not None)
-                      // SAMPLER_BATCH,
-                      lr=lr, lr_source=source, resumed=True)
+    exact = None if own is None else find_resume_state(run.path, own, config, log)
+    # an exact resume keeps the interrupted process's schedule: its replay is restored
+    min_itr_learn = (exact.min_itr_learn if exact is not None
+                     else first_itr + _fresh_steps(config, start is not None) // SAMPLER_BATCH)
+    return StartPoint(run=run, snapshot=start, first_itr=first_itr, min_itr_learn=min_itr_learn,
+                      lr=lr, lr_source=source, resumed=True, resume_state=exact)
 
 
 def prepare(config: Config, *, engine: str, n_actions: int,

@@ -14,9 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import provenance
+from ..checkpoint.resume_state import ResumePayload, ResumeState
 from ..checkpoint.start import StartPoint
 from ..config import SAMPLER_BATCH, Config
 from ..errors import SnapshotError
+from . import resume
 from .atari import AtariEnv
 from .device import to_cpu
 from .dqn import DqnLearner, make_optimizer, updates_per_iteration
@@ -68,6 +71,8 @@ class NativeEngine:
         self.model.train()
         self._observation = self.env.reset()
         self._trajectory = self._new_trajectory()
+        if start.resume_state is not None:
+            self._restore(start.resume_state)
 
     def _load(self, start: StartPoint) -> int:
         """Load weights and optimizer state; returns the update count the optimizer has seen."""
@@ -99,10 +104,60 @@ class NativeEngine:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def state(self) -> dict[str, Any]:
-        """The tensors a snapshot holds, on the CPU."""
-        return {"model": to_cpu(self.model.state_dict()),
-                "target": to_cpu(self.target.state_dict()),
-                "optimizer": to_cpu(self.optimizer.state_dict())}
+        """The tensors a snapshot holds, on the CPU; with RESUME_STATE=full, the rest too."""
+        parts = {"model": to_cpu(self.model.state_dict()),
+                 "target": to_cpu(self.target.state_dict()),
+                 "optimizer": to_cpu(self.optimizer.state_dict())}
+        if self.config.resume_state == "full":
+            parts["resume"] = self._resume_payload()
+        return parts
+
+    def _resume_payload(self) -> ResumePayload:
+        """Everything beyond the snapshot that decides the next iteration (see engine.resume)."""
+        meta: dict[str, Any] = {
+            "min_itr_learn": self.start.min_itr_learn,
+            "update_counter": self.learner.update_counter,
+            "act_rng": self.rng.bit_generator.state,
+            "trajectory": self._trajectory,
+            "torch_threads": torch.get_num_threads(),
+            "device": str(self.device),
+        }
+        arrays = {"observation": self._observation}
+        for name, (part_meta, part_arrays) in (("rng", resume.rngs(self.device)),
+                                               ("env", resume.env(self.env)),
+                                               ("replay", resume.replay(self.replay))):
+            meta[name] = part_meta
+            arrays |= part_arrays
+        return ResumePayload(meta, arrays)
+
+    def _restore(self, saved: ResumeState) -> None:
+        """Continue exactly where the process that wrote ``saved`` stopped."""
+        meta = saved.state
+        self._warn_if_machine_differs(saved)
+        try:
+            resume.restore_replay(self.replay, meta["replay"], saved)
+            resume.restore_env(self.env, meta["env"], saved)
+        except ValueError as err:
+            raise SnapshotError(f"{saved.path}: does not fit this job ({err}).") from None
+        resume.restore_rngs(meta["rng"], saved)
+        self.rng.bit_generator.state = meta["act_rng"]
+        self.learner.update_counter = int(meta["update_counter"])
+        self._observation = saved.array("observation")
+        self._trajectory = {k: float(v) for k, v in meta["trajectory"].items()}
+        self.log(f"exact resume from {saved.path.name}: replay of {len(self.replay)} steps, "
+                 "RNG, emulator and schedule state restored")
+
+    def _warn_if_machine_differs(self, saved: ResumeState) -> None:
+        """Same inputs give the same bits only with the same threads, device and libraries."""
+        meta = saved.state
+        now = {"torch threads": (meta["torch_threads"], torch.get_num_threads()),
+               "device": (meta["device"], str(self.device))}
+        now |= {name: (version, provenance.versions().get(name))
+                for name, version in saved.meta["versions"].items()}
+        for what, (was, is_) in now.items():
+            if was != is_:
+                self.log(f"warning: {what} {is_} differs from the interrupted process's "
+                         f"({was}): the resume continues, but not bit-exactly")
 
     def _act(self, observation: np.ndarray, epsilon: float) -> int:
         """Epsilon-greedy: the network is only asked when the coin says exploit."""
