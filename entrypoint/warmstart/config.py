@@ -86,7 +86,7 @@ class Config:
     resume_state: str = _setting(
         "RESUME_STATE", "off",
         "full = each snapshot also saves resume-itr_N.npz beside it (replay, RNG, emulator and "
-        "schedule state), so a restarted run continues bit-exactly (native engine; about 0.2 GB "
+        "schedule state), so a restarted run continues bit-exactly (native engine; about 0.1 GB "
         "per million transitions); off = a restart refills the replay.",
         choices=("off", "full"))
     torch_threads: int = _setting(

@@ -120,6 +120,7 @@ class NativeEngine:
             "act_rng": self.rng.bit_generator.state,
             "trajectory": self._trajectory,
             "torch_threads": torch.get_num_threads(),
+            "cpu": torch.backends.cpu.get_cpu_capability(),
             "device": str(self.device),
         }
         arrays = {"observation": self._observation}
@@ -139,7 +140,7 @@ class NativeEngine:
             resume.restore_env(self.env, meta["env"], saved)
         except ValueError as err:
             raise SnapshotError(f"{saved.path}: does not fit this job ({err}).") from None
-        resume.restore_rngs(meta["rng"], saved)
+        resume.restore_rngs(meta["rng"], saved, self.device)
         self.rng.bit_generator.state = meta["act_rng"]
         self.learner.update_counter = int(meta["update_counter"])
         self._observation = saved.array("observation")
@@ -148,9 +149,11 @@ class NativeEngine:
                  "RNG, emulator and schedule state restored")
 
     def _warn_if_machine_differs(self, saved: ResumeState) -> None:
-        """Same inputs give the same bits only with the same threads, device and libraries."""
+        """Same inputs give the same bits only with the same threads, CPU ISA, device and
+        libraries."""
         meta = saved.state
         now = {"torch threads": (meta["torch_threads"], torch.get_num_threads()),
+               "CPU vector ISA": (meta["cpu"], torch.backends.cpu.get_cpu_capability()),
                "device": (meta["device"], str(self.device))}
         now |= {name: (version, provenance.versions().get(name))
                 for name, version in saved.meta["versions"].items()}

@@ -42,13 +42,14 @@ def rngs(device: torch.device) -> Part:
     return meta, arrays
 
 
-def restore_rngs(meta: dict[str, Any], saved: ResumeState) -> None:
+def restore_rngs(meta: dict[str, Any], saved: ResumeState, device: torch.device) -> None:
+    """The GPU generators only on a GPU (a resume on another device is not exact anyway)."""
     version, internal, gauss = meta["python"]
     random.setstate((version, tuple(internal), gauss))
     name, pos, has_gauss, cached = meta["numpy"]
     np.random.set_state((name, saved.array("rng/numpy_keys"), pos, has_gauss, cached))
     torch.set_rng_state(torch.from_numpy(saved.array("rng/torch")))
-    if meta["cuda_devices"]:
+    if device.type == "cuda" and meta["cuda_devices"] == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([torch.from_numpy(saved.array(f"rng/torch_cuda_{i}"))
                                       for i in range(meta["cuda_devices"])])
 
