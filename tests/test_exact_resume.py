@@ -177,8 +177,8 @@ def test_plain_replay_sigterm_then_sigkill_resumes_exactly(tmp_path: Path) -> No
     assert [p.name for p in run.glob("resume-itr_*")] == [f"resume-itr_{TARGET_ITR}.npz"]
 
 
-def test_prioritized_replay_sigkills_then_sigterm_resume_exactly(tmp_path: Path) -> None:
-    settings = EXACT | {"PRIORITIZED_REPLAY": "1"}
+def test_prioritized_3_step_replay_sigkills_then_sigterm_resume_exactly(tmp_path: Path) -> None:
+    settings = EXACT | {"PRIORITIZED_REPLAY": "1", "N_STEP_RETURN": "3"}
     ref = _reference(tmp_path, settings)
     ckpt = tmp_path / "interrupted"
     ckpt.mkdir()
