@@ -213,7 +213,7 @@ def _parse_value(f: dataclasses.Field, raw: str) -> Any:
         try:
             games.minimal_action_count(raw)
         except ValueError as err:
-            raise ConfigError(f"GAME={raw!r} is not a known Atari game: {err}") from None
+            raise ConfigError(f"GAME={err}") from None
         return raw
     try:
         value = _PARSERS[_base_type(f)](raw.strip())
