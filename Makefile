@@ -15,7 +15,7 @@ export MIN_STEPS_LEARN ?= 1000
 
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: venv train test inspect readme clean
+.PHONY: venv train test bench inspect readme clean
 
 venv: $(VENV_STAMP)
 
@@ -32,6 +32,11 @@ train: venv
 
 test: venv
 	$(VENV)/bin/python -m pytest
+
+# Training speed against the machine's limits and against rlpyt (where importable); prints a
+# table and writes bench-results/bench-<date>.json. DEVICE=cuda make bench on a GPU machine.
+bench: venv
+	$(VENV)/bin/python bench/throughput.py $(BENCH_ARGS)
 
 # Summarise the newest snapshot in CKPT_DIR.
 inspect: venv

@@ -262,3 +262,13 @@ def markdown_table() -> str:
         rows.append(f"| `{f.metadata['env']}` | `{flag_name(f)}` | `{default_text(f)}` | "
                     f"{allowed_text(f)} | {f.metadata['help']} |")
     return "\n".join(rows)
+
+
+def without_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` less every training setting (plain and ``WARMSTART_`` names).
+
+    For starting a ``warmstart train`` process whose settings must be exactly the ones given
+    (tests, the benchmark), whatever the caller's shell or ``make`` exported.
+    """
+    names = {f.metadata["env"] for f in settings()}
+    return {k: v for k, v in environ.items() if k not in names and not k.startswith(ENV_PREFIX)}
