@@ -117,8 +117,8 @@ def prioritized_draws(game: str, fills: list[int], seed: int = 0) -> dict[str, f
     env = AtariEnv(game, seed=seed)
     frames = [env.step(0).observation[-1].copy() for _ in range(64)]
     process = psutil.Process()
-    replay = PrioritizedReplay(max(fills), seed=seed)
     rss_before, result = process.memory_info().rss, {}
+    replay = PrioritizedReplay(max(fills), seed=seed)
     rng = np.random.default_rng(seed)
     for fill in sorted(fills):
         while replay.written < fill:

@@ -25,6 +25,7 @@ def test_quick_benchmark_prints_the_table_and_writes_the_json(tmp_path: Path) ->
         assert line in result.stdout
     [path] = tmp_path.glob("bench-*.json")
     report = json.loads(path.read_text())
+    print(json.dumps(report, indent=1))  # shown when an assertion below fails
     limits, native = report["limits"], report["engines"]["native"]
     assert limits["env_steps_per_s"] > 0 and limits["updates_per_s"]["1"] > 0
     assert set(limits["ceiling_env_steps_per_s"]) == {"serial_1", "serial_2", "overlapped",
