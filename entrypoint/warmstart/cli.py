@@ -89,11 +89,13 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "eval", formatter_class=argparse.RawDescriptionHelpFormatter,
         help="play games with a snapshot and print the score (optionally record a video)",
-        description="Play whole games with a snapshot, as rlpyt's evaluation does (epsilon "
-                    "0.001; a game ends at game over, not at a lost life), and print the mean, "
-                    "median, min and max score and length. The game is --game, else the one "
-                    "recorded beside the snapshot, else GAME. Exits 3 if the snapshot is not "
-                    "usable or does not fit the game.",
+        description="Play whole games with a snapshot as rlpyt's evaluation does (epsilon "
+                    "0.001;\na game ends at game over, not at a lost life) and print the mean, "
+                    "median, min\nand max score and length. The game is --game, else the one "
+                    "recorded beside the\nsnapshot, else GAME. Settings not given as flags "
+                    "come from the environment\nas for train (CKPT_DIR, SEED, DEVICE, "
+                    "EVAL_EPISODES, DISCOUNT, STRICT_SNAPSHOTS).\nExits 3 if the snapshot is "
+                    "not usable or does not fit the game.",
         epilog=EXIT_CODES)
     parser.add_argument("path", type=Path, nargs="?",
                         help="a params.pkl / itr_N.pkl, or a folder (its newest snapshot) "
