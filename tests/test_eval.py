@@ -9,13 +9,15 @@ import csv
 import math
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import SHORT_RUN, warmstart
+from conftest import SHORT_RUN, clean_env, warmstart
 from PIL import Image, ImageSequence
 
 GAME_LINE = re.compile(r"^game (\d+)/(\d+)  score (-?\d+)  length (\d+) steps(.*)$", re.MULTILINE)
@@ -72,6 +74,16 @@ def test_eval_gif_and_step_limit(rlpyt_snapshot: Path, tmp_path: Path) -> None:
         # Pillow merges identical consecutive frames into longer ones: count time, not frames
         durations = [frame.info["duration"] for frame in ImageSequence.Iterator(gif)]
     assert sum(durations) == 61 * 70
+
+
+def test_eval_writes_a_gif_without_imageio_ffmpeg(rlpyt_snapshot: Path, tmp_path: Path) -> None:
+    result = _warmstart_without(("imageio_ffmpeg",), "eval", str(rlpyt_snapshot), "--episodes",
+                                "1", "--max-steps", "20", "--video", str(tmp_path / "v.mp4"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"writing a GIF instead, {tmp_path / 'v.gif'}" in result.stdout
+    assert not (tmp_path / "v.mp4").exists()
+    with Image.open(tmp_path / "v.gif") as gif:
+        assert gif.format == "GIF" and gif.size == SCREEN[::-1]
 
 
 def test_eval_refuses_bad_snapshots_with_exit_3(rlpyt_snapshot: Path, tmp_path: Path) -> None:
@@ -140,10 +152,25 @@ def test_eval_replays_the_runs_own_final_evaluation(lineage_ckpt: Path) -> None:
                                float(last["Eval/LengthAverage"]))
 
 
+def _warmstart_without(packages: tuple[str, ...], *args: str,
+                       **settings: str) -> subprocess.CompletedProcess:
+    """`warmstart` in a process where ``packages`` cannot be imported, as if not installed."""
+    code = (f"import sys\nfor name in {packages!r}: sys.modules[name] = None\n"
+            "from warmstart.cli import main\nsys.exit(main())")
+    return subprocess.run([sys.executable, "-c", code, *args], env=clean_env(**settings),
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
 def test_evaluation_does_not_change_what_training_computes(lineage_ckpt: Path,
                                                            tmp_path: Path) -> None:
-    plain = warmstart(CKPT_DIR=str(tmp_path), **(EVAL_RUN | {"EVAL_EVERY": "0"}))
-    assert plain.returncode == 0, plain.stderr
+    # the same run without evaluation, and without tensorboard and matplotlib installed
+    plain = _warmstart_without(("tensorboard", "matplotlib"), "train", CKPT_DIR=str(tmp_path),
+                               **(EVAL_RUN | {"EVAL_EVERY": "0"}))
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "tensorboard is not installed" in plain.stdout
+    assert "matplotlib is not installed" in plain.stdout
+    assert sorted(p.name for p in (tmp_path / "run_0").iterdir()) == [
+        "manifest.json", "params.json", "params.pkl", "progress.csv"]
     ours = torch.load(tmp_path / "run_0" / "params.pkl", weights_only=True)
     evaluated = torch.load(lineage_ckpt / "run_0" / "params.pkl", weights_only=True)
     for part in ("model", "target"):
