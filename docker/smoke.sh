@@ -41,7 +41,7 @@ out="$(run -v "$vol:/ckpt" "$image" eval --episodes 1 --video /ckpt/eval.mp4 2>&
 grep -Eq "^score +mean -?[0-9]" <<<"$out" || fail "eval printed no score: $out"
 [ -s "$vol/eval.mp4" ] || fail "eval wrote no video: $out"
 out="$(run -v "$vol:/ckpt" "$image" lineage 2>&1)" || fail "lineage exited $?: $out"
-grep -q "^run_1 +run_0/params.pkl" <<<"$out" || fail "lineage lacks run_0 -> run_1: $out"
+grep -Eq "^run_1 +run_0/params.pkl" <<<"$out" || fail "lineage lacks run_0 -> run_1: $out"
 [ -s "$vol/run_1/learning_curve.png" ] || fail "no learning_curve.png in run_1"
 
 echo "== read-only volume"
