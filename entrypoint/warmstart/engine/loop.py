@@ -106,8 +106,9 @@ def _eval_columns(evaluation: Evaluation | None, cum_eval_time: float,
 
 
 def _log_evaluation(log: Callable[[str], None], itr: int, evaluation: Evaluation) -> None:
-    log(f"eval at cum_steps {(itr + 1) * SAMPLER_BATCH}: {len(evaluation.trajectories)} games, "
-        f"score {evaluation.summary('GameScore')}, {evaluation.steps} steps in "
+    cut = f" ({evaluation.truncated} cut at the step limit)" if evaluation.truncated else ""
+    log(f"eval at cum_steps {(itr + 1) * SAMPLER_BATCH}: {len(evaluation.trajectories)} games"
+        f"{cut}, score {evaluation.summary('GameScore')}, {evaluation.steps} steps in "
         f"{evaluation.seconds:.1f}s")
 
 
