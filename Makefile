@@ -15,7 +15,7 @@ export MIN_STEPS_LEARN ?= 1000
 
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: venv train test bench inspect readme clean
+.PHONY: venv train test bench inspect eval lineage readme clean
 
 venv: $(VENV_STAMP)
 
@@ -41,6 +41,14 @@ bench: venv
 # Summarise the newest snapshot in CKPT_DIR.
 inspect: venv
 	$(VENV)/bin/warmstart inspect "$(CKPT_DIR)"
+
+# Play EVAL_EPISODES games (default 10) with the newest snapshot in CKPT_DIR; print the score.
+eval: venv
+	$(VENV)/bin/warmstart eval "$(CKPT_DIR)"
+
+# The chain of runs (parent -> child) behind the newest snapshot in CKPT_DIR.
+lineage: venv
+	$(VENV)/bin/warmstart lineage "$(CKPT_DIR)"
 
 # Regenerate the settings table in README.md from the config object.
 readme: venv
