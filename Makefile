@@ -15,7 +15,7 @@ export MIN_STEPS_LEARN ?= 1000
 
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: venv train test inspect readme clean
+.PHONY: venv train test bench inspect eval lineage readme clean
 
 venv: $(VENV_STAMP)
 
@@ -33,9 +33,22 @@ train: venv
 test: venv
 	$(VENV)/bin/python -m pytest
 
+# Training speed against the machine's limits and against rlpyt (where importable); prints a
+# table and writes bench-results/bench-<date>.json. DEVICE=cuda make bench on a GPU machine.
+bench: venv
+	$(VENV)/bin/python bench/throughput.py $(BENCH_ARGS)
+
 # Summarise the newest snapshot in CKPT_DIR.
 inspect: venv
 	$(VENV)/bin/warmstart inspect "$(CKPT_DIR)"
+
+# Play EVAL_EPISODES games (default 10) with the newest snapshot in CKPT_DIR; print the score.
+eval: venv
+	$(VENV)/bin/warmstart eval "$(CKPT_DIR)"
+
+# The chain of runs (parent -> child) behind the newest snapshot in CKPT_DIR.
+lineage: venv
+	$(VENV)/bin/warmstart lineage "$(CKPT_DIR)"
 
 # Regenerate the settings table in README.md from the config object.
 readme: venv

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run an image for real against a temporary volume and check what a user would check:
 # cold start writes a loadable snapshot; a second run warm-starts from it and continues
-# cum_steps; `--help` and `inspect` work; a read-only or foreign-owned volume fails with one
-# clear line and leaves the snapshot untouched. Usage: docker/smoke.sh IMAGE
+# cum_steps; `--help`, `inspect`, `eval` (with a video) and `lineage` work, and the warm run
+# drew its learning curve; a read-only or foreign-owned volume fails with one clear line and
+# leaves the snapshot untouched. Usage: docker/smoke.sh IMAGE
 set -euo pipefail
 cd "$(dirname "$0")/.."
 image="${1:?usage: smoke.sh IMAGE}"
@@ -33,6 +34,15 @@ echo "== cold start"
 train_and_check "cold start" run_0 396
 echo "== warm start (cum_steps continues)"
 train_and_check "warm start from /ckpt/run_0/params.pkl" run_1 796
+
+echo "== eval with a video, lineage and the learning curve"
+out="$(run -v "$vol:/ckpt" "$image" eval --episodes 1 --video /ckpt/eval.mp4 2>&1)" \
+  || fail "eval exited $?: $out"
+grep -Eq "^score +mean -?[0-9]" <<<"$out" || fail "eval printed no score: $out"
+[ -s "$vol/eval.mp4" ] || fail "eval wrote no video: $out"
+out="$(run -v "$vol:/ckpt" "$image" lineage 2>&1)" || fail "lineage exited $?: $out"
+grep -Eq "^run_1 +run_0/params.pkl" <<<"$out" || fail "lineage lacks run_0 -> run_1: $out"
+[ -s "$vol/run_1/learning_curve.png" ] || fail "no learning_curve.png in run_1"
 
 echo "== read-only volume"
 before="$(sha256sum "$vol/run_1/params.pkl")"

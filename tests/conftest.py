@@ -48,12 +48,9 @@ def rlpyt_run_dir(tmp_path: Path, rlpyt_snapshot: Path) -> Path:
 
 def clean_env(**settings: str) -> dict[str, str]:
     """The process environment without any warmstart setting, plus ``settings``."""
-    from warmstart.config import ENV_PREFIX
-    from warmstart.config import settings as all_settings
+    from warmstart.config import without_settings
 
-    names = {f.metadata["env"] for f in all_settings()}
-    env = {k: v for k, v in os.environ.items()
-           if k not in names and not k.startswith(ENV_PREFIX)}
+    env = without_settings(os.environ)
     env.update(settings)
     return env
 

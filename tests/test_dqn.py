@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 from warmstart.engine.batch import ReplayBatch
-from warmstart.engine.dqn import DqnLearner, UpdateInfo, make_optimizer, updates_per_iteration
+from warmstart.engine.dqn import (
+    DqnLearner,
+    UpdateInfo,
+    load_optimizer_state,
+    make_optimizer,
+    updates_per_iteration,
+)
 from warmstart.engine.model import AtariDqnModel
 
 B = 32
@@ -237,6 +243,31 @@ def test_optimizer_is_rlpyts_default_adam() -> None:
     assert isinstance(opt, torch.optim.Adam)
     assert group["eps"] == 0.01 / 32 and group["lr"] == LR and group["betas"] == (0.9, 0.999)
     assert all(a is b for a, b in zip(group["params"], model.parameters(), strict=True))
+
+
+def test_multi_tensor_adam_steps_bit_identically_to_torchs_cpu_default() -> None:
+    """The speed-up keeps what is learned: every parameter equal after several real steps."""
+    ours_model = AtariDqnModel(6)
+    default_model = copy.deepcopy(ours_model)
+    ours = make_optimizer(ours_model, LR, B)
+    default = torch.optim.Adam(default_model.parameters(), lr=LR, eps=0.01 / B)  # as rlpyt
+    batch = make_batch(weights=False)
+    for _ in range(3):
+        for model, opt in ((ours_model, ours), (default_model, default)):
+            opt.zero_grad()
+            model(batch.observation).pow(2).mean().backward()
+            opt.step()
+    assert ours.param_groups[0]["foreach"] and not default.param_groups[0]["foreach"]
+    for a, b in zip(ours_model.parameters(), default_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_loading_an_rlpyt_optimizer_state_keeps_the_multi_tensor_step() -> None:
+    model = AtariDqnModel(6)
+    rlpyts = torch.optim.Adam(model.parameters(), lr=1e-4, eps=0.01 / B)  # foreach=None
+    ours = make_optimizer(model, LR, B)
+    load_optimizer_state(ours, rlpyts.state_dict())
+    assert ours.param_groups[0]["foreach"] is True and ours.param_groups[0]["lr"] == 1e-4
 
 
 def test_updates_per_iteration() -> None:

@@ -81,6 +81,7 @@ def test_sigterm_writes_final_snapshot_and_exits_143(tmp_path: Path) -> None:
     assert final["cum_steps"] > periodic["cum_steps"]
     assert _manifest(run)["status"] == "stopped"
     assert "SIGTERM received" in output and not list(run.glob(f".*{TEMP_MARKER}*"))
+    assert (run / "learning_curve.png").is_file()  # drawn on the way out, too
 
 
 def test_second_signal_exits_at_once_keeping_last_snapshot(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The ``warmstart`` command: ``train`` (the default) and ``inspect``.
+"""The ``warmstart`` command: ``train`` (the default), ``inspect``, ``eval`` and ``lineage``.
 
 User errors (bad config, bad snapshot, bad volume) are caught here, once, and printed as one
 line with the exit code the README documents. Anything else is a bug and keeps its traceback.
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__, config
+from .config import EVAL_EPSILON, MAX_EPISODE_STEPS
 from .errors import UserError
 
-COMMANDS = ("train", "inspect")
+COMMANDS = ("train", "inspect", "eval", "lineage")
 
 EXIT_CODES = """exit codes:
   0    done (or the run named by RUN_NAME had already finished)
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "runs `train`; `warmstart train --help` lists every setting.",
         epilog=EXIT_CODES)
     parser.add_argument("--version", action="version", version=f"warmstart {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,inspect}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,inspect,eval,lineage}")
     _train_parser(sub)
     inspect = sub.add_parser(
         "inspect", help="summarise a snapshot (or the newest one under a folder)",
@@ -57,7 +59,85 @@ def build_parser() -> argparse.ArgumentParser:
                     "fit it), learning rate and parameter count. Exits 3 if the file is not a "
                     "usable snapshot.")
     inspect.add_argument("path", type=Path, help="a params.pkl / itr_N.pkl, or a folder")
+    _eval_parser(sub)
+    lineage = sub.add_parser(
+        "lineage", help="the chain of runs a snapshot descends from, as a table",
+        description="Follow the parent links in the runs' manifest.json files from a run back "
+                    "to its cold start (or to an rlpyt run) and print one row per run: parent "
+                    "snapshot, cum_steps span, last training and evaluation score, status. "
+                    "Exits 3 if there is no run or snapshot to start from.")
+    lineage.add_argument("path", type=Path, nargs="?",
+                         help="a run folder, a snapshot, or a volume (the run of its newest "
+                              "snapshot) [default: CKPT_DIR]")
+    lineage.add_argument("--curve", type=Path, metavar="PNG",
+                         help="also draw the lineage's learning curve into this PNG file")
     return parser
+
+
+def _number(kind: type, minimum: float) -> Callable[[str], float]:
+    """An argparse type: ``kind`` no smaller than ``minimum`` (argparse names the flag)."""
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, not {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "eval", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="play games with a snapshot and print the score (optionally record a video)",
+        description="Play whole games with a snapshot as rlpyt's evaluation does (epsilon "
+                    "0.001;\na game ends at game over, not at a lost life) and print the mean, "
+                    "median, min\nand max score and length. The game is --game, else the one "
+                    "recorded beside the\nsnapshot, else GAME. Settings not given as flags "
+                    "come from the environment\nas for train (CKPT_DIR, SEED, DEVICE, "
+                    "EVAL_EPISODES, DISCOUNT, STRICT_SNAPSHOTS).\nExits 3 if the snapshot is "
+                    "not usable or does not fit the game.",
+        epilog=EXIT_CODES)
+    parser.add_argument("path", type=Path, nargs="?",
+                        help="a params.pkl / itr_N.pkl, or a folder (its newest snapshot) "
+                             "[default: CKPT_DIR]")
+    parser.add_argument("--episodes", type=_number(int, 1), metavar="N",
+                        help="games to play [default: EVAL_EPISODES, 10]")
+    parser.add_argument("--epsilon", type=_number(float, 0), default=EVAL_EPSILON,
+                        help=f"chance of a random action [default: {EVAL_EPSILON:g}, rlpyt's]")
+    parser.add_argument("--max-steps", type=_number(int, 1), default=MAX_EPISODE_STEPS,
+                        metavar="N", help="cut a game after N agent steps [default: "
+                                          f"{MAX_EPISODE_STEPS}, rlpyt's horizon: 30 minutes]")
+    parser.add_argument("--video", type=Path, metavar="FILE",
+                        help="record the first game, raw 210x160 screen at 15 fps: MP4 "
+                             "(H.264), or GIF for a .gif name or without imageio-ffmpeg")
+    parser.add_argument("--game", help="the game [default: as recorded, else GAME]")
+    parser.add_argument("--seed", help="seed of the games [default: SEED, 0]")
+    parser.add_argument("--device", help="cpu, cuda or auto [default: DEVICE, auto]")
+
+
+def _lineage(path: Path | None, curve: Path | None) -> int:
+    from .checkpoint import lineage
+
+    chain = lineage.lineage(lineage.run_of(path or config.from_environment().ckpt_dir))
+    print(lineage.table(chain))
+    if curve is not None:
+        from .checkpoint.atomic import write_bytes
+        from .checkpoint.curve import render
+
+        write_bytes(curve, render(chain, "score vs env steps: "
+                                  + " -> ".join(run.name for run in chain)))
+        print(f"learning curve: {curve}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluate import run
+
+    flags = {"GAME": args.game, "SEED": args.seed, "DEVICE": args.device,
+             "EVAL_EPISODES": None if args.episodes is None else str(args.episodes)}
+    settings = config.from_environment({k: v for k, v in flags.items() if v is not None})
+    return run(args.path or settings.ckpt_dir, settings, game=args.game,
+               epsilon=args.epsilon, max_steps=args.max_steps, video_path=args.video)
 
 
 def _inspect(path: Path) -> int:
@@ -102,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "inspect":
             return _inspect(args.path)
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "lineage":
+            return _lineage(args.path, args.curve)
         from .train import run
 
         overrides = {f.metadata["env"]: getattr(args, f.metadata["env"])

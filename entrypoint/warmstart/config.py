@@ -32,6 +32,12 @@ A snapshot's ``itr`` counts these iterations and ``cum_steps = itr * SAMPLER_BAT
 COLD_MIN_STEPS_LEARN = 50_000
 WARM_MIN_STEPS_LEARN = 1_000
 
+EVAL_EPSILON = 0.001
+"""Evaluation's epsilon: rlpyt's ``AtariDqnAgent`` in eval mode."""
+MAX_EPISODE_STEPS = 27_000
+"""An evaluation game is cut after this many agent steps: rlpyt's ``AtariEnv`` horizon,
+30 minutes of play (27,000 steps x 4 frames at 60 Hz)."""
+
 
 def _setting(env: str, default: Any, help: str, *, choices: tuple[str, ...] = (),
              minimum: float | None = None, kind: str = "") -> Any:
@@ -123,6 +129,13 @@ class Config:
     eps_steps: int = _setting(
         "EPS_STEPS", 1_000_000, "cum_steps at which epsilon reaches EPS_FINAL.", minimum=1)
     discount: float = _setting("DISCOUNT", 0.99, "Discount factor gamma.", minimum=0.0)
+    eval_every: int = _setting(
+        "EVAL_EVERY", 0,
+        "Env steps between evaluations: EVAL_EPISODES whole games at epsilon 0.001, played at "
+        "the first log point past each multiple and at the end, logged as Eval/... in "
+        "progress.csv; 0 = off.", minimum=0)
+    eval_episodes: int = _setting(
+        "EVAL_EPISODES", 10, "Games per evaluation, here and in `warmstart eval`.", minimum=1)
 
     @property
     def iterations(self) -> int:
@@ -224,7 +237,7 @@ def _parse_value(f: dataclasses.Field, raw: str) -> Any:
         try:
             games.minimal_action_count(raw)
         except ValueError as err:
-            raise ConfigError(f"GAME={raw!r} is not a known Atari game: {err}") from None
+            raise ConfigError(f"GAME={err}") from None
         return raw
     try:
         value = _PARSERS[_base_type(f)](raw.strip())
@@ -273,3 +286,13 @@ def markdown_table() -> str:
         rows.append(f"| `{f.metadata['env']}` | `{flag_name(f)}` | `{default_text(f)}` | "
                     f"{allowed_text(f)} | {f.metadata['help']} |")
     return "\n".join(rows)
+
+
+def without_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` less every training setting (plain and ``WARMSTART_`` names).
+
+    For starting a ``warmstart train`` process whose settings must be exactly the ones given
+    (tests, the benchmark), whatever the caller's shell or ``make`` exported.
+    """
+    names = {f.metadata["env"] for f in settings()}
+    return {k: v for k, v in environ.items() if k not in names and not k.startswith(ENV_PREFIX)}

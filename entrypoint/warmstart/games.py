@@ -65,7 +65,7 @@ def available_games() -> list[str]:
 def rom_path(game: str) -> str:
     """The ROM file of ``game``; ValueError naming close matches when there is none."""
     if game not in _rom_paths():
-        raise ValueError(f"unknown Atari game {game!r}: {_unknown_game_hint(game)}")
+        raise ValueError(f"{game!r} is not a known Atari game: {_unknown_game_hint(game)}")
     return _rom_paths()[game]
 
 

@@ -13,10 +13,14 @@ import os
 import signal
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from . import games
 from .config import SAMPLER_BATCH, Config
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # the engine package imports torch: only at run time, after config checks
+    from .engine.loop import StopRequest
 
 EXIT_SIGNAL = {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT}
 
@@ -52,7 +56,8 @@ def _set_threads(config: Config, engine_name: str) -> int:
     return threads
 
 
-def _install_signal_handlers(stop) -> None:
+def _install_signal_handlers(stop: StopRequest) -> None:
+    """First signal: stop after this iteration with a snapshot; second: exit at once."""
     def handle(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if stop.requested:

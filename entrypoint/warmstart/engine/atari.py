@@ -132,6 +132,10 @@ class AtariEnv:
         done = traj_done or (self._episodic_lives and lost_life)
         return StepResult(self._obs.copy(), reward, done, float(score), traj_done)
 
+    def screen_rgb(self) -> np.ndarray:
+        """The raw screen as the player sees it, uint8 RGB [210, 160, 3]: a video frame."""
+        return self._ale.getScreenRGB()
+
     def clone_state(self) -> EnvState:
         """A snapshot that ``restore_state`` continues from exactly, in this or a fresh env.
 

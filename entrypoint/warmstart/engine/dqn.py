@@ -26,8 +26,24 @@ class UpdateInfo(NamedTuple):
 
 def make_optimizer(model: AtariDqnModel, learning_rate: float,
                    batch_size: int) -> torch.optim.Adam:
-    """Adam with rlpyt's default ``optim_kwargs``: ``eps = 0.01 / batch_size``."""
-    return torch.optim.Adam(model.parameters(), lr=learning_rate, eps=0.01 / batch_size)
+    """Adam with rlpyt's default ``optim_kwargs``: ``eps = 0.01 / batch_size``.
+
+    ``foreach=True``: the multi-tensor step gives bit-identical parameters to the per-tensor
+    loop torch uses by default on the CPU (as rlpyt runs it), in about half the time.
+    """
+    return torch.optim.Adam(model.parameters(), lr=learning_rate, eps=0.01 / batch_size,
+                            foreach=True)
+
+
+def load_optimizer_state(optimizer: torch.optim.Adam, state: dict) -> None:
+    """Load a snapshot's Adam state, keeping the multi-tensor step on.
+
+    A saved param group carries its own ``foreach`` (None in rlpyt's snapshots), which
+    ``load_state_dict`` would otherwise restore.
+    """
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        group["foreach"] = True
 
 
 def updates_per_iteration(replay_ratio: float, sampler_batch_size: int, batch_size: int) -> int:

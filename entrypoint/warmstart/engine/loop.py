@@ -14,13 +14,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
+from ..checkpoint.curve import write_learning_curve
+from ..checkpoint.scalars import ScalarLog
 from ..checkpoint.start import StartPoint
 from ..config import SAMPLER_BATCH, Config
+
+if TYPE_CHECKING:
+    from .play import Evaluation
 
 PROGRESS_SECONDS = 10.0
 RECENT_EPISODES = 10
@@ -85,6 +90,28 @@ def _stats(prefix: str, values: list[float]) -> dict[str, float]:
             float(np.median(a)), f"{prefix}Min": a.min(), f"{prefix}Max": a.max()}
 
 
+def _eval_columns(evaluation: Evaluation | None, cum_eval_time: float,
+                  cum_time: float) -> dict[str, float]:
+    """MinibatchRlEval's columns: its Diagnostics/ ones, and the eval games' TrajInfo fields
+    under ``Eval/`` (rlpyt's eval runner puts them under the bare names, which here hold the
+    training games'); NaN and zero counts in a row without an evaluation."""
+    trajectories = evaluation.trajectories if evaluation is not None else []
+    row = {"Diagnostics/StepsInEval": evaluation.steps if evaluation is not None else 0,
+           "Diagnostics/TrajsInEval": len(trajectories),
+           "Diagnostics/CumEvalTime": round(cum_eval_time, 3),
+           "Diagnostics/CumTrainTime": round(cum_time - cum_eval_time, 3)}
+    for key in TRAJECTORY_KEYS:
+        row |= _stats(f"Eval/{key}", [t[key] for t in trajectories])
+    return row
+
+
+def _log_evaluation(log: Callable[[str], None], itr: int, evaluation: Evaluation) -> None:
+    cut = f" ({evaluation.truncated} cut at the step limit)" if evaluation.truncated else ""
+    log(f"eval at cum_steps {(itr + 1) * SAMPLER_BATCH}: {len(evaluation.trajectories)} games"
+        f"{cut}, score {evaluation.summary('GameScore')}, {evaluation.steps} steps in "
+        f"{evaluation.seconds:.1f}s")
+
+
 def _format_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -109,6 +136,13 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
     started = last_log_time = last_print = time.monotonic()
     steps_at_print, updates_at_log = 0, engine.update_counter
     last_loss = math.nan
+    periodic = None
+    if config.eval_every:
+        from .play import PeriodicEvaluation  # play imports this module's TRAJECTORY_KEYS
+
+        periodic = PeriodicEvaluation(config, engine.device, start.first_itr)
+    cum_eval_time = float(last_row.get("Diagnostics/CumEvalTime") or 0.0)
+    scalars = ScalarLog(run.path, log)
 
     for itr in range(start.first_itr, budget.target_itr + 1):
         epsilon, finished = engine.sample(itr)
@@ -129,7 +163,14 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
         stopping = stop.requested
         final = itr == budget.target_itr or stopping
         if (itr + 1) % log_itrs == 0 or final:
-            elapsed = max(now - last_log_time, 1e-9)
+            evaluation = None
+            if periodic is not None and not stopping and periodic.due(itr, end=final):
+                evaluation = periodic.run(itr, engine.state()["model"])
+                _log_evaluation(log, itr, evaluation)
+                cum_eval_time += evaluation.seconds
+                now = time.monotonic()  # evaluation time is not training time
+            eval_seconds = evaluation.seconds if evaluation is not None else 0.0
+            elapsed = max(now - last_log_time - eval_seconds, 1e-9)
             steps_in_window = ((itr + 1) % log_itrs or log_itrs) * SAMPLER_BATCH
             row = {
                 "Diagnostics/Iteration": itr,
@@ -148,12 +189,17 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
                 row |= _stats(key, [t[key] for t in trajectories])
             row |= _stats("loss", opt.losses) | _stats("gradNorm", opt.grad_norms)
             row |= _stats("tdAbsErr", opt.td_abs_errs)
+            if periodic is not None:
+                row |= _eval_columns(evaluation, cum_eval_time, row["Diagnostics/CumTime (s)"])
             run.log_row(row)
+            scalars.add(row)
             seconds = run.save_snapshot(itr, engine.state, final=final)
             if seconds:
                 log(f"snapshot itr {itr} cum_steps {itr * SAMPLER_BATCH} written in {seconds:.2f}s")
             trajectories, opt = [], OptStats()
             last_log_time, updates_at_log = now, engine.update_counter
+            if final:
+                write_learning_curve(run.path, log)
 
         if now - last_print >= PROGRESS_SECONDS or final:
             done_steps = (itr - start.first_itr + 1) * SAMPLER_BATCH

@@ -22,7 +22,7 @@ from ..errors import SnapshotError
 from . import resume
 from .atari import AtariEnv
 from .device import to_cpu
-from .dqn import DqnLearner, make_optimizer, updates_per_iteration
+from .dqn import DqnLearner, load_optimizer_state, make_optimizer, updates_per_iteration
 from .loop import TRAJECTORY_KEYS, OptStats
 from .model import AtariDqnModel
 from .replay import PrioritizedReplay, UniformReplay
@@ -88,7 +88,7 @@ class NativeEngine:
             self.log("snapshot has no optimizer state: Adam starts fresh")
             return 0
         try:
-            self.optimizer.load_state_dict(snapshot.optimizer)
+            load_optimizer_state(self.optimizer, snapshot.optimizer)
         except (ValueError, KeyError, RuntimeError) as err:
             raise SnapshotError(f"{snapshot.path}: optimizer_state_dict does not fit the model "
                                 f"({err}).") from None

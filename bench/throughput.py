@@ -1,0 +1,164 @@
+"""``make bench``: training speed against the machine's limits and against rlpyt, in one go.
+
+1. The limits: each part of example 1's loop timed alone (bench/limits.py) and the env
+   steps/s they allow, serial and with acting and learning overlapped.
+2. The native engine's real ``warmstart train`` on example 1 (bench/engine_runs.py).
+3. The rlpyt engine the same way, at 1 and 2 torch threads, where rlpyt is importable.
+
+Prints a table and writes every number to a JSON file (``--out``), so runs can be compared.
+It asserts nothing about time: a slow machine gives small numbers, not a failure. DEVICE
+(cpu, cuda, auto) is read from the environment, as ``warmstart train`` reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import multiprocessing
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import engine_runs
+import limits
+import torch
+from warmstart.engine.replay import UniformReplay
+from warmstart.games import minimal_action_count
+from warmstart.provenance import versions
+
+UPDATES_PER_ITR = 1  # example 1: max(1, round(8 * 4 / 32))
+
+
+def _device() -> torch.device:
+    wanted = os.environ.get("DEVICE", "auto")
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(wanted)
+
+
+def _machine(device: torch.device) -> dict[str, Any]:
+    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": len(os.sched_getaffinity(0)), "device": str(device),
+            "versions": versions()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def measure_limits(device: torch.device, quick: bool) -> dict[str, Any]:
+    """Component rates at 1 and 2 torch threads, and the ceilings they imply."""
+    n_actions = minimal_action_count("pong")
+    replay = UniformReplay(20_000)
+    out: dict[str, Any] = {"env_steps_per_s": limits.fill_replay("pong", 2000 if quick
+                                                                 else 20_000, replay)}
+    act, upd, upd_double = {}, {}, {}
+    count = 5 if quick else 60
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        act[threads] = limits.act_rate(n_actions, device, 50 if quick else 1000)
+        upd[threads] = limits.update_rate(replay, n_actions, device, count, double_dqn=False)
+        upd_double[threads] = limits.update_rate(replay, n_actions, device, count,
+                                                 double_dqn=True)
+    out["act_per_s"], out["updates_per_s"], out["double_dqn_updates_per_s"] = act, upd, upd_double
+    out["ceiling_env_steps_per_s"] = limits.ceilings(out["env_steps_per_s"], act, upd,
+                                                     UPDATES_PER_ITR)
+    if device.type == "cuda":
+        out["gpu_s_per_update"] = limits.gpu_update_seconds(replay, n_actions, device, 50)
+    # A fresh process: memory freed by the measurements above would be reused by the replay
+    # and hide its cost from the RSS it measures.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        out["prioritized"] = pool.submit(limits.prioritized_draws, "pong", [1_000, 10_000]
+                                         if quick else [1_000, 10_000, 100_000]).result()
+    out["replay_bytes_per_transition"] = UniformReplay.bytes_per_transition()
+    return out
+
+
+def measure_engines(learn_steps: int, log_every: int) -> dict[str, Any]:
+    """The native engine at its default thread count, rlpyt at 1 and 2 threads if present."""
+    runs = {"native": engine_runs.train_run("native", learn_steps, len(os.sched_getaffinity(0)),
+                                            log_every)}
+    if importlib.util.find_spec("rlpyt") is not None:
+        tries = [engine_runs.train_run("rlpyt", learn_steps, t, log_every) for t in (1, 2)]
+        runs["rlpyt"] = max(tries, key=lambda r: r["env_steps_per_s"])
+        runs["rlpyt_other_threads"] = min(tries, key=lambda r: r["env_steps_per_s"])
+    return runs
+
+
+def table(result: dict[str, Any]) -> str:
+    """The short summary a person reads; the JSON holds the rest."""
+    lim, runs = result["limits"], result["engines"]
+    ceil = lim["ceiling_env_steps_per_s"]
+    native = runs["native"]
+    lines = [
+        f"machine: {result['machine']['cores']} cores, {result['machine']['device']}"
+        + (f" ({result['machine']['gpu']})" if "gpu" in result["machine"] else "")
+        + f", {result['machine']['date']}",
+        "limits (each part alone)",
+        f"  env steps/s (emulator, preprocessing, replay store){lim['env_steps_per_s']:8.0f}",
+        (f"  action selections/s (batch 1), 1 | 2 threads  {lim['act_per_s'][1]:8.0f} | "
+        f"{lim['act_per_s'][2]:.0f}"),
+        (f"  updates/s (batch 32, Adam), 1 | 2 threads  {lim['updates_per_s'][1]:6.1f} | "
+        f"{lim['updates_per_s'][2]:.1f}; double DQN {lim['double_dqn_updates_per_s'][1]:.1f} | "
+        f"{lim['double_dqn_updates_per_s'][2]:.1f}"),
+        (f"  ceiling env steps/s at replay ratio 8: serial 1 thread {ceil['serial_1']:.1f}, "
+        f"serial 2 threads {ceil['serial_2']:.1f}, overlapped {ceil['overlapped']:.1f}"),
+        "  prioritized draw+update (us) at fill "
+        + ", ".join(f"{k.rsplit('_', 1)[1]}: {v:.0f}" for k, v in lim["prioritized"].items()
+                    if k.startswith("us_")),
+        (f"  replay memory per transition: {lim['replay_bytes_per_transition']} B reserved, "
+        f"{lim['prioritized']['rss_bytes_per_transition']:.0f} B measured (prioritized)"),
+    ]
+    if "gpu_s_per_update" in lim:
+        busy = native["updates_per_s"] * lim["gpu_s_per_update"]
+        lines.append(f"  GPU time per update {lim['gpu_s_per_update'] * 1e3:.2f} ms: busy "
+                     f"{busy:.0%} of the native run's time")
+    lines += ["engines (warmstart train, example 1, after learning starts)",
+              (f"  {'engine':8} {'threads':>7} {'steps/s':>8} {'upd/s':>6} {'peak RSS':>9} "
+              f"{'snap write':>10} {'warm start':>10}  steps/s per window")]
+    for name in ("native", "rlpyt", "rlpyt_other_threads"):
+        if name in runs:
+            r = runs[name]
+            lines.append(f"  {r['engine']:8} {r['torch_threads']:7d} {r['env_steps_per_s']:8.1f} "
+                         f"{r['updates_per_s']:6.1f} {r['peak_rss_bytes'] / 2**20:6.0f} MB "
+                         f"{r['snapshot_write_s_max']:9.2f}s {r['warm_start_process_s']:9.1f}s"
+                         f"  {r['window_steps_per_s']}")
+    lines.append("ratios")
+    lines.append(f"  native / overlapped ceiling  {native['env_steps_per_s'] / ceil['overlapped']:.2f}")
+    lines.append(f"  native / best ceiling        {native['env_steps_per_s'] / ceil['best']:.2f}")
+    if "rlpyt" in runs:
+        lines.append(f"  native / rlpyt (best threads) "
+                     f"{native['env_steps_per_s'] / runs['rlpyt']['env_steps_per_s']:.2f}")
+    else:
+        lines.append("  native / rlpyt: rlpyt is not importable here (see README: Performance)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--learn-steps", type=int, default=4000,
+                        help="env steps each engine run trains after MIN_STEPS_LEARN (1000)")
+    parser.add_argument("--quick", action="store_true",
+                        help="few repetitions and short runs: checks the benchmark works")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"),
+                        help="folder for the JSON file (bench-<date>.json)")
+    args = parser.parse_args()
+    learn_steps = 400 if args.quick else args.learn_steps
+    device = _device()
+    result = {"machine": _machine(device),
+              "settings": {"learn_steps": learn_steps, "quick": args.quick},
+              "limits": measure_limits(device, args.quick),
+              "engines": measure_engines(learn_steps, log_every=max(100, learn_steps // 8))}
+    print(table(result))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()

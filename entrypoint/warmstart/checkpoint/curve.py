@@ -1,0 +1,76 @@
+"""``learning_curve.png``: game score against env steps over a run's whole lineage.
+
+Drawn at the end of a run (also one stopped by a signal) from the progress.csv of the run and
+of every run it descends from (``lineage``): training games as lines, evaluations as dots, one
+colour per run, a dotted line where each warm start begins. A fixed 1000x500 px image, drawn
+with matplotlib's Agg canvas (no display needed) and written atomically. matplotlib is
+optional: without it the log says so once and the run ends as usual.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import VolumeError
+from . import atomic
+from .lineage import Run, lineage
+
+FILE = "learning_curve.png"
+WIDTH_PX, HEIGHT_PX, DPI = 1000, 500, 100
+
+
+def render(chain: list[Run], title: str) -> bytes:
+    """The PNG bytes of the curve for ``chain`` (oldest run first)."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    colours = colormaps["tab10"]
+    for i, run in enumerate(chain):
+        colour = colours(i % 10)
+        if run.train_curve:
+            axes.plot(*zip(*run.train_curve, strict=True), color=colour, linewidth=1.2,
+                      label=f"{run.name}: training games")
+        if run.eval_curve:
+            axes.plot(*zip(*run.eval_curve, strict=True), color=colour, marker="o",
+                      linestyle="none", label=f"{run.name}: evaluation (eps 0.001)")
+        if run.parent is not None:
+            axes.axvline(run.start_cum_steps, color=colour, linestyle=":", linewidth=1.5,
+                         label=f"warm start of {run.name} ({run.start_cum_steps:,} steps)")
+    if not any(run.train_curve or run.eval_curve for run in chain):
+        axes.text(0.5, 0.5, "no finished games logged yet", transform=axes.transAxes,
+                  ha="center", va="center", color="grey")
+    axes.set_xlabel("env steps (cum_steps)")
+    axes.set_ylabel("game score (mean per log point)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=8, loc="best")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def write_learning_curve(run_dir: Path, log: Callable[[str], None]) -> Path | None:
+    """Draw the lineage's curve into ``run_dir``; a failure to write is logged, not raised
+    (the run's snapshots are already safe and the curve can be drawn again)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        log("matplotlib is not installed: no learning_curve.png (pip install the matplotlib "
+            "pinned in docker/requirements.txt)")
+        return None
+    chain = lineage(run_dir)
+    names = " -> ".join(run.name for run in chain)
+    path = run_dir / FILE
+    try:
+        atomic.write_bytes(path, render(chain, f"score vs env steps: {names}"))
+    except VolumeError as err:
+        log(f"learning curve not written: {err}")
+        return None
+    log(f"learning curve over {len(chain)} run(s) ({names}): {path}")
+    return path

@@ -1,0 +1,196 @@
+"""A snapshot's lineage: the chain of runs it descends from, read off the run folders.
+
+Each of our runs records its parent snapshot (path and sha256) in ``manifest.json``; following
+those links from a run back to a cold start, or to a folder without a manifest (an rlpyt run,
+whose own start is unknown), gives the chain ``warmstart lineage`` prints and the learning
+curve plots. A recorded path is absolute where the job ran (``/ckpt/run_0/params.pkl`` inside a
+container); when it does not exist here, the same folder is looked for under the child run's
+own volume (``<volume>/run_0``), the longest matching tail first. Whether the file found there is
+still the parent (its sha256) is reported, not assumed.
+
+Scores come from each run's progress.csv: ``GameScoreAverage`` of the training games and
+``Eval/GameScoreAverage`` of our evaluations. rlpyt's ``MinibatchRlEval`` logs only its
+evaluation games, under the bare names; a run folder with rlpyt's eval columns
+(``Diagnostics/StepsInEval``) and no manifest is read that way.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SnapshotError
+from . import discovery
+from . import snapshot as snap
+from .run import PROGRESS, read_manifest
+
+SCORE = "GameScoreAverage"
+EVAL_SCORE = "Eval/GameScoreAverage"
+RLPYT_EVAL_MARK = "Diagnostics/StepsInEval"
+
+
+@dataclass
+class Run:
+    """One link of the chain: a run folder, where it started and what it logged."""
+
+    path: Path
+    ours: bool  # has our manifest (else: an rlpyt run, or a folder of copied snapshots)
+    parent: Path | None  # the parent snapshot as found here (None: cold start or unknown)
+    parent_note: str  # "" when the parent was found with its recorded sha256
+    start_cum_steps: int  # cum_steps of the parent snapshot (0 for a cold start)
+    end_cum_steps: int  # cum_steps of the run's newest snapshot
+    status: str
+    train_curve: list[tuple[int, float]] = field(default_factory=list)  # (CumSteps, score)
+    eval_curve: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def _number(text: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _read_progress(run_dir: Path) -> list[dict[str, str]]:
+    try:
+        with open(run_dir / PROGRESS, newline="") as handle:
+            return list(csv.DictReader(handle))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return []
+
+
+def _curve(rows: list[dict[str, str]], column: str) -> list[tuple[int, float]]:
+    """(CumSteps, value) for every row where ``column`` holds a number."""
+    points = []
+    for row in rows:
+        steps, value = _number(row.get("Diagnostics/CumSteps")), _number(row.get(column))
+        if math.isfinite(steps) and math.isfinite(value):
+            points.append((int(steps), value))
+    return points
+
+
+def _sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _locate(recorded: Path, volume: Path) -> Path | None:
+    """The recorded parent file, or the file with the longest matching tail under ``volume``."""
+    if recorded.is_file():
+        return recorded
+    parts = recorded.parts[1:] if recorded.is_absolute() else recorded.parts
+    for start in range(len(parts) - 1):
+        candidate = volume.joinpath(*parts[start:])
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _newest_counters(run_dir: Path) -> int | None:
+    """cum_steps of the newest snapshot file directly in ``run_dir`` (without its tensors)."""
+    best = None
+    for path in run_dir.iterdir():
+        if snap.SNAPSHOT_NAME.match(path.name):
+            try:
+                best = max(best or 0, snap.read_counters(path)[1])
+            except SnapshotError:
+                continue
+    return best
+
+
+def _read_run(run_dir: Path) -> tuple[Run, dict[str, Any] | None]:
+    manifest = read_manifest(run_dir)
+    rows = _read_progress(run_dir)
+    columns = set(rows[0]) if rows else set()
+    if manifest is not None:
+        entries = manifest["snapshots"]
+        parent = manifest["parent"]
+        start = parent["cum_steps"] if parent else 0
+        end = max((e["cum_steps"] for e in entries), default=start)
+        return Run(run_dir, True, None, "", start, end, manifest["status"],
+                   _curve(rows, SCORE), _curve(rows, EVAL_SCORE)), manifest
+    rlpyt_eval = RLPYT_EVAL_MARK in columns and EVAL_SCORE not in columns
+    end = _newest_counters(run_dir) or 0
+    return Run(run_dir, False, None, "", 0, end, "rlpyt run" if rows else "no manifest",
+               [] if rlpyt_eval else _curve(rows, SCORE),
+               _curve(rows, SCORE) if rlpyt_eval else []), None
+
+
+def lineage(run_dir: Path) -> list[Run]:
+    """The chain of runs that ends at ``run_dir``, oldest first."""
+    chain: list[Run] = []
+    seen: set[Path] = set()
+    current: Path | None = run_dir
+    while current is not None and current.resolve() not in seen:
+        seen.add(current.resolve())
+        run, manifest = _read_run(current)
+        chain.append(run)
+        current = None
+        if manifest is not None and manifest["parent"] is not None:
+            recorded = manifest["parent"]
+            found = _locate(Path(recorded["path"]), run_dir.parent)
+            if found is None:
+                run.parent_note = "not found here"
+                run.parent = Path(recorded["path"])
+            else:
+                run.parent = found
+                if _sha256(found) != recorded["sha256"]:
+                    run.parent_note = "sha256 differs: overwritten since"
+                current = found.parent
+    return chain[::-1]
+
+
+def run_of(path: Path) -> Path:
+    """The run folder a path stands for: a snapshot's folder, a run folder, or (for a volume)
+    the folder of its newest snapshot, as training would pick it."""
+    if path.is_file():
+        return path.parent
+    if not path.is_dir():
+        raise SnapshotError(f"{path}: no such file or folder.")
+    if read_manifest(path) is not None or (path / PROGRESS).is_file():
+        return path
+    newest = discovery.newest(discovery.candidates(path), strict=False, log=lambda _: None)
+    if newest is None:
+        raise SnapshotError(f"{path}: no run folder and no params.pkl or itr_N.pkl under it.")
+    return newest.path.parent
+
+
+def _last(curve: list[tuple[int, float]]) -> str:
+    return f"{curve[-1][1]:.1f}" if curve else "-"
+
+
+def table(chain: list[Run]) -> str:
+    """The chain as a text table, oldest run first, as ``warmstart lineage`` prints it."""
+    header = ("run", "parent snapshot", "from cum_steps", "to cum_steps", "score",
+              "eval score", "status")
+    rows = [header]
+    for i, run in enumerate(chain):
+        if run.parent is None:
+            parent = "- (cold start)" if run.ours else "- (unknown)"
+        else:
+            previous = chain[i - 1].path.parent if i else run.path.parent
+            try:
+                parent = str(run.parent.relative_to(previous))
+            except ValueError:
+                parent = str(run.parent)
+            if run.parent_note:
+                parent += f" ({run.parent_note})"
+        rows.append((run.name, parent, f"{run.start_cum_steps:,}", f"{run.end_cum_steps:,}",
+                     _last(run.train_curve), _last(run.eval_curve), run.status))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)

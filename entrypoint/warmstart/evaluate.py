@@ -1,0 +1,91 @@
+"""``warmstart eval``: play a snapshot's game and print the score, optionally with a video.
+
+The snapshot is read as training reads it (safely, the newest usable one when given a folder)
+and checked against the game before anything is played. The game is ``--game``, else the one
+recorded beside the snapshot (our ``manifest.json`` or rlpyt's ``params.json``), else ``GAME``.
+Games are played as rlpyt's evaluation plays them (see ``engine.play``) with the seed stream of
+``(SEED, the snapshot's itr)``: the same games the training run's own evaluation at that
+iteration played, so with ``EVAL_EPISODES`` games the score matches its ``Eval/`` row.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import games
+from .checkpoint import discovery
+from .checkpoint import snapshot as snap
+from .checkpoint.run import PARAMS_JSON, read_manifest
+from .config import Config
+from .errors import SnapshotError
+
+
+def recorded_game(snapshot_path: Path) -> str | None:
+    """The game the run folder of ``snapshot_path`` says it trained, if it says."""
+    manifest = read_manifest(snapshot_path.parent)
+    if manifest is not None:
+        return str(manifest["game"])
+    try:
+        game = json.loads((snapshot_path.parent / PARAMS_JSON).read_text())["game"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return game if isinstance(game, str) else None
+
+
+def find_snapshot(path: Path, config: Config, log: Callable[[str], None]) -> snap.Snapshot:
+    """``path`` itself, or the newest usable snapshot under a folder (as training picks it)."""
+    if not path.is_dir():
+        return snap.read(path)
+    found = discovery.newest(discovery.candidates(path), strict=config.strict_snapshots, log=log)
+    if found is None:
+        raise SnapshotError(f"{path}: no params.pkl or itr_N.pkl under this folder.")
+    return found
+
+
+def run(path: Path, config: Config, *, game: str | None, epsilon: float, max_steps: int,
+        video_path: Path | None, log: Callable[[str], None] = print) -> int:
+    """Play ``config.eval_episodes`` games with the snapshot at ``path``; returns the exit code."""
+    from .engine.device import resolve_device
+    from .engine.play import play, q_network
+    from .engine.video import FPS, GIF_FRAME_MS, VideoWriter
+
+    video = VideoWriter(video_path, log) if video_path is not None else None
+    snapshot = find_snapshot(path, config, log)
+    game = game or recorded_game(snapshot.path) or config.game
+    try:
+        n_actions = games.minimal_action_count(game)
+    except ValueError as err:
+        raise SnapshotError(f"{snapshot.path}: recorded game {game!r} is not playable here "
+                            f"({err}); pass --game.") from None
+    snap.check_fits(snapshot, game=game, n_actions=n_actions, dueling=snapshot.shape.dueling)
+    device = resolve_device(config)
+    model = q_network(snapshot.model, device)
+    episodes = config.eval_episodes
+    log(f"snapshot  {snapshot.path} (itr {snapshot.itr}, cum_steps {snapshot.cum_steps}, "
+        f"sha256 {snapshot.sha256[:12]})")
+    log(f"playing   {episodes} game(s) of {game} at epsilon {epsilon:g} on {device}, seed "
+        f"{config.seed}; a game ends at game over or after {max_steps:,} steps")
+
+    def report(index: int, trajectory: dict[str, float], cut: bool) -> None:
+        note = " (cut at the step limit)" if cut else ""
+        log(f"game {index + 1}/{episodes}  score {trajectory['GameScore']:g}  length "
+            f"{int(trajectory['Length'])} steps{note}")
+
+    started = time.monotonic()
+    result = play(model, game, episodes=episodes, seed=config.seed, itr=snapshot.itr,
+                  epsilon=epsilon, discount=config.discount, max_steps=max_steps, video=video,
+                  on_episode=report)
+    log(f"score     {result.summary('GameScore')}")
+    log(f"length    {result.summary('Length')}")
+    log(f"time      {time.monotonic() - started:.1f} s ({result.steps / result.seconds:.0f} "
+        "steps/s)")
+    if video is not None:
+        written = video.close()
+        height, width = video.shape[:2]
+        rate = f"{GIF_FRAME_MS} ms a frame" if video.gif else f"{FPS} fps"
+        log(f"video     {written}: game 1, {video.frames} frames of {height}x{width} RGB, "
+            f"{rate}")
+    return 0

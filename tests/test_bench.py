@@ -1,0 +1,38 @@
+"""`make bench` in its quick mode: the benchmark runs end to end and reports every number.
+
+Nothing here judges speed (timings belong to the benchmark's output, not to tests); this keeps
+the benchmark itself from rotting as the engine changes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, clean_env
+
+
+def test_quick_benchmark_prints_the_table_and_writes_the_json(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "throughput.py"), "--quick", "--out",
+         str(tmp_path)], env=clean_env(DEVICE="cpu"), capture_output=True, text=True,
+        timeout=600, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for line in ("limits (each part alone)", "ceiling env steps/s at replay ratio 8",
+                 "native / overlapped ceiling", "engines (warmstart train, example 1"):
+        assert line in result.stdout
+    [path] = tmp_path.glob("bench-*.json")
+    report = json.loads(path.read_text())
+    print(json.dumps(report, indent=1))  # shown when an assertion below fails
+    limits, native = report["limits"], report["engines"]["native"]
+    assert limits["env_steps_per_s"] > 0 and limits["updates_per_s"]["1"] > 0
+    assert set(limits["ceiling_env_steps_per_s"]) == {"serial_1", "serial_2", "overlapped",
+                                                      "best"}
+    assert native["env_steps_per_s"] > 0 and native["updates_per_s"] > 0
+    # example 1: one update per 4 env steps, so updates/s is a quarter of steps/s
+    assert abs(native["updates_per_s"] * 4 / native["env_steps_per_s"] - 1) < 0.05
+    assert native["snapshot_bytes"] > 50e6  # pong's params.pkl: model, target, Adam moments
+    assert 8000 < limits["prioritized"]["rss_bytes_per_transition"] < 9000
+    assert report["machine"]["versions"]["torch"]
