@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import platform
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,6 @@ import engine_runs
 import limits
 import torch
 from warmstart.engine.replay import UniformReplay
-from warmstart.games import minimal_action_count
 from warmstart.provenance import versions
 
 UPDATES_PER_ITR = 1  # example 1: max(1, round(8 * 4 / 32))
@@ -40,9 +40,19 @@ def _device() -> torch.device:
     return torch.device(wanted)
 
 
+def _cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def _machine(device: torch.device) -> dict[str, Any]:
-    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "cpu": platform.processor() or platform.machine(),
+    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": _cpu_name(),
             "cores": len(os.sched_getaffinity(0)), "device": str(device),
             "versions": versions()}
     if device.type == "cuda":
@@ -50,30 +60,29 @@ def _machine(device: torch.device) -> dict[str, Any]:
     return info
 
 
+def _in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a new Python process.
+
+    Each thread count gets a process of its own, set once as ``warmstart train`` sets it, and
+    the replay's memory is measured where nothing freed earlier can be reused.
+    """
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
 def measure_limits(device: torch.device, quick: bool) -> dict[str, Any]:
     """Component rates at 1 and 2 torch threads, and the ceilings they imply."""
-    n_actions = minimal_action_count("pong")
-    replay = UniformReplay(20_000)
-    out: dict[str, Any] = {"env_steps_per_s": limits.fill_replay("pong", 2000 if quick
-                                                                 else 20_000, replay)}
-    act, upd, upd_double = {}, {}, {}
-    count = 5 if quick else 60
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        act[threads] = limits.act_rate(n_actions, device, 50 if quick else 1000)
-        upd[threads] = limits.update_rate(replay, n_actions, device, count, double_dqn=False)
-        upd_double[threads] = limits.update_rate(replay, n_actions, device, count,
-                                                 double_dqn=True)
-    out["act_per_s"], out["updates_per_s"], out["double_dqn_updates_per_s"] = act, upd, upd_double
-    out["ceiling_env_steps_per_s"] = limits.ceilings(out["env_steps_per_s"], act, upd,
-                                                     UPDATES_PER_ITR)
+    rates = {threads: _in_fresh_process(limits.component_rates, threads, str(device), quick)
+             for threads in (1, 2)}
+    out: dict[str, Any] = {"env_steps_per_s": max(r["env_steps_per_s"] for r in rates.values())}
+    for key in ("act_per_s", "updates_per_s", "double_dqn_updates_per_s"):
+        out[key] = {threads: r[key] for threads, r in rates.items()}
+    out["ceiling_env_steps_per_s"] = limits.ceilings(out["env_steps_per_s"], out["act_per_s"],
+                                                     out["updates_per_s"], UPDATES_PER_ITR)
     if device.type == "cuda":
-        out["gpu_s_per_update"] = limits.gpu_update_seconds(replay, n_actions, device, 50)
-    # A fresh process: memory freed by the measurements above would be reused by the replay
-    # and hide its cost from the RSS it measures.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        out["prioritized"] = pool.submit(limits.prioritized_draws, "pong", [1_000, 10_000]
-                                         if quick else [1_000, 10_000, 100_000]).result()
+        out["gpu_s_per_update"] = rates[1]["gpu_s_per_update"]
+    out["prioritized"] = _in_fresh_process(limits.prioritized_draws, "pong", [1_000, 10_000]
+                                           if quick else [1_000, 10_000, 100_000])
     out["replay_bytes_per_transition"] = UniformReplay.bytes_per_transition()
     return out
 
@@ -95,7 +104,8 @@ def table(result: dict[str, Any]) -> str:
     ceil = lim["ceiling_env_steps_per_s"]
     native = runs["native"]
     lines = [
-        f"machine: {result['machine']['cores']} cores, {result['machine']['device']}"
+        f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, "
+        f"{result['machine']['device']}"
         + (f" ({result['machine']['gpu']})" if "gpu" in result["machine"] else "")
         + f", {result['machine']['date']}",
         "limits (each part alone)",
@@ -117,7 +127,7 @@ def table(result: dict[str, Any]) -> str:
         busy = native["updates_per_s"] * lim["gpu_s_per_update"]
         lines.append(f"  GPU time per update {lim['gpu_s_per_update'] * 1e3:.2f} ms: busy "
                      f"{busy:.0%} of the native run's time")
-    lines += ["engines (warmstart train, example 1, after learning starts)",
+    lines += ["engines (warmstart train, example 1, timed after step 2000: learning, epsilon 0.01)",
               (f"  {'engine':8} {'threads':>7} {'steps/s':>8} {'upd/s':>6} {'peak RSS':>9} "
               f"{'snap write':>10} {'warm start':>10}  steps/s per window")]
     for name in ("native", "rlpyt", "rlpyt_other_threads"):
@@ -141,7 +151,8 @@ def table(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learn-steps", type=int, default=4000,
-                        help="env steps each engine run trains after MIN_STEPS_LEARN (1000)")
+                        help="env steps each engine run is timed for, after epsilon reached "
+                        "0.01 at step 2000")
     parser.add_argument("--quick", action="store_true",
                         help="few repetitions and short runs: checks the benchmark works")
     parser.add_argument("--out", type=Path, default=Path("bench-results"),
@@ -152,7 +163,7 @@ def main() -> None:
     result = {"machine": _machine(device),
               "settings": {"learn_steps": learn_steps, "quick": args.quick},
               "limits": measure_limits(device, args.quick),
-              "engines": measure_engines(learn_steps, log_every=max(100, learn_steps // 8))}
+              "engines": measure_engines(learn_steps, log_every=500 if learn_steps % 500 == 0 else 100)}
     print(table(result))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"

@@ -21,7 +21,7 @@ def test_quick_benchmark_prints_the_table_and_writes_the_json(tmp_path: Path) ->
         timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     for line in ("limits (each part alone)", "ceiling env steps/s at replay ratio 8",
-                 "native / overlapped ceiling", "engines (warmstart train, example 1"):
+                 "native / overlapped ceiling", "engines (warmstart train, example 1, timed after step 2000"):
         assert line in result.stdout
     [path] = tmp_path.glob("bench-*.json")
     report = json.loads(path.read_text())

@@ -29,7 +29,8 @@ def make_optimizer(model: AtariDqnModel, learning_rate: float,
     """Adam with rlpyt's default ``optim_kwargs``: ``eps = 0.01 / batch_size``.
 
     ``foreach=True``: the multi-tensor step gives bit-identical parameters to the per-tensor
-    loop torch uses by default on the CPU (as rlpyt runs it), in about half the time.
+    loop torch uses by default on the CPU (as rlpyt runs it), a little faster (3.8 instead of
+    4.1 ms for this model on 2 threads). The fused step (1.1 ms) differs in the last bits.
     """
     return torch.optim.Adam(model.parameters(), lr=learning_rate, eps=0.01 / batch_size,
                             foreach=True)
