@@ -23,14 +23,13 @@ from ..checkpoint.curve import write_learning_curve
 from ..checkpoint.scalars import ScalarLog
 from ..checkpoint.start import StartPoint
 from ..config import SAMPLER_BATCH, Config
+from .trajectory import TRAJECTORY_KEYS
 
 if TYPE_CHECKING:
     from .play import Evaluation
 
 PROGRESS_SECONDS = 10.0
 RECENT_EPISODES = 10
-TRAJECTORY_KEYS = ("Length", "Return", "NonzeroRewards", "DiscountedReturn", "GameScore")
-"""rlpyt's TrajInfo fields: each finished trajectory reports these."""
 
 
 class StopRequest:
@@ -138,7 +137,7 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
     last_loss = math.nan
     periodic = None
     if config.eval_every:
-        from .play import PeriodicEvaluation  # play imports this module's TRAJECTORY_KEYS
+        from .play import PeriodicEvaluation  # the env, video and cv2: only when evaluating
 
         periodic = PeriodicEvaluation(config, engine.device, start.first_itr)
     cum_eval_time = float(last_row.get("Diagnostics/CumEvalTime") or 0.0)

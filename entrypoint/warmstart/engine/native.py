@@ -23,10 +23,11 @@ from . import resume
 from .atari import AtariEnv
 from .device import to_cpu
 from .dqn import DqnLearner, load_optimizer_state, make_optimizer, updates_per_iteration
-from .loop import TRAJECTORY_KEYS, OptStats
+from .loop import OptStats
 from .model import AtariDqnModel
 from .replay import PrioritizedReplay, UniformReplay
 from .schedules import EPS_INIT, PRI_BETA_FINAL, PRI_BETA_INIT, PRI_BETA_STEPS, linear_ramp
+from .trajectory import add_step, finished, new_trajectory
 
 
 class NativeEngine:
@@ -70,7 +71,7 @@ class NativeEngine:
         self._beta_itr_max = max(1, PRI_BETA_STEPS // SAMPLER_BATCH)
         self.model.train()
         self._observation = self.env.reset()
-        self._trajectory = self._new_trajectory()
+        self._trajectory = new_trajectory()
         if start.resume_state is not None:
             self._restore(start.resume_state)
 
@@ -170,34 +171,25 @@ class NativeEngine:
             obs = torch.from_numpy(observation).to(self.device, non_blocking=True)
             return int(self.model(obs).argmax(-1).item())
 
-    @staticmethod
-    def _new_trajectory() -> dict[str, float]:
-        return dict.fromkeys(TRAJECTORY_KEYS, 0.0) | {"discount": 1.0}
-
     def sample(self, itr: int) -> tuple[float, list[dict[str, float]]]:
         """4 env steps at rlpyt's epsilon for ``itr``, stored in the replay as they happen."""
         budget = self.start.run.budget
         epsilon = linear_ramp(itr, budget.eps_decay_start_itr, self._eps_itr_max, EPS_INIT,
                               self.config.eps_final)
-        finished = []
+        ended = []
         trajectory = self._trajectory
         for _ in range(SAMPLER_BATCH):
             action = self._act(self._observation, epsilon)
             step = self.env.step(action)
             self.replay.append(self._observation[-1], action, step.reward, step.done)
-            trajectory["Length"] += 1
-            trajectory["Return"] += step.reward
-            trajectory["NonzeroRewards"] += step.reward != 0
-            trajectory["DiscountedReturn"] += trajectory["discount"] * step.reward
-            trajectory["discount"] *= self.config.discount
-            trajectory["GameScore"] += step.game_score
+            add_step(trajectory, step.reward, step.game_score, self.config.discount)
             if step.traj_done:
-                finished.append({k: float(trajectory[k]) for k in TRAJECTORY_KEYS})
-                trajectory = self._trajectory = self._new_trajectory()
+                ended.append(finished(trajectory))
+                trajectory = self._trajectory = new_trajectory()
                 self._observation = self.env.reset()
             else:
                 self._observation = step.observation
-        return epsilon, finished
+        return epsilon, ended
 
     def optimize(self, itr: int) -> OptStats:
         """rlpyt's optimize_agent: no updates before ``min_itr_learn``, then a fixed number."""

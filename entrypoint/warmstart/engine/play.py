@@ -26,8 +26,8 @@ import torch
 
 from ..config import EVAL_EPSILON, MAX_EPISODE_STEPS, SAMPLER_BATCH, Config
 from .atari import AtariEnv
-from .loop import TRAJECTORY_KEYS
 from .model import AtariDqnModel, state_dict_signature
+from .trajectory import add_step, finished, new_trajectory
 from .video import VideoWriter
 
 _EVAL_STREAM = 0xE7A1
@@ -115,8 +115,7 @@ def _play_one(model: AtariDqnModel, env: AtariEnv, rng: np.random.Generator,
     observation = env.reset()
     if video is not None:
         video.add(env.screen_rgb())
-    trajectory = dict.fromkeys(TRAJECTORY_KEYS, 0.0)
-    weight = 1.0
+    trajectory = new_trajectory()
     while True:
         if rng.random() < epsilon:
             action = int(rng.integers(env.n_actions))
@@ -125,17 +124,12 @@ def _play_one(model: AtariDqnModel, env: AtariEnv, rng: np.random.Generator,
                 q = model(torch.from_numpy(observation).to(device))
             action = int(q.argmax(-1).item())
         step = env.step(action)
-        trajectory["Length"] += 1
-        trajectory["Return"] += step.reward
-        trajectory["NonzeroRewards"] += step.reward != 0
-        trajectory["DiscountedReturn"] += weight * step.reward
-        trajectory["GameScore"] += step.game_score
-        weight *= discount
+        add_step(trajectory, step.reward, step.game_score, discount)
         if video is not None:
             video.add(env.screen_rgb())
         cut = not step.traj_done and trajectory["Length"] >= max_steps
         if step.traj_done or cut:
-            return trajectory, cut
+            return finished(trajectory), cut
         observation = step.observation
 
 

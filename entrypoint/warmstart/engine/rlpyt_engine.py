@@ -27,7 +27,8 @@ import torch
 from ..checkpoint.start import StartPoint
 from ..config import SAMPLER_BATCH, Config
 from .device import to_cpu
-from .loop import TRAJECTORY_KEYS, OptStats
+from .loop import OptStats
+from .trajectory import TRAJECTORY_KEYS
 
 
 def wants_whole_agent_state_dict(agent_cls: type) -> bool:
