@@ -137,19 +137,19 @@ def _check_life_loss_and_episode_end_after(ckpt: Path, ref: Path, first_resume: 
     assert games_after >= 1 and lives_lost >= 1, (games_after, lives_lost)
 
 
-def _reference(tmp_path: Path, settings: dict[str, str]) -> Path:
-    """The uninterrupted run: its folder."""
-    ckpt = tmp_path / "uninterrupted"
+def _reference_and_volume(tmp_path: Path, settings: dict[str, str]) -> tuple[Path, Path, Path]:
+    """The uninterrupted run's folder, then an empty volume and the folder of the job to be
+    interrupted on it."""
+    reference = tmp_path / "uninterrupted"
+    reference.mkdir()
+    _finish(reference, settings)
+    ckpt = tmp_path / "interrupted"
     ckpt.mkdir()
-    _finish(ckpt, settings)
-    return ckpt / "job"
+    return reference / "job", ckpt, ckpt / "job"
 
 
 def test_plain_replay_sigterm_then_sigkill_resumes_exactly(tmp_path: Path) -> None:
-    ref = _reference(tmp_path, EXACT)
-    ckpt = tmp_path / "interrupted"
-    ckpt.mkdir()
-    run = ckpt / "job"
+    ref, ckpt, run = _reference_and_volume(tmp_path, EXACT)
     _interrupt(ckpt, EXACT, "sigterm", past_itr=60)
     stopped = _params(run / "params.pkl")["itr"]
     assert (run / f"resume-itr_{stopped}.npz").exists()
@@ -179,10 +179,7 @@ def test_plain_replay_sigterm_then_sigkill_resumes_exactly(tmp_path: Path) -> No
 
 def test_prioritized_3_step_replay_sigkills_then_sigterm_resume_exactly(tmp_path: Path) -> None:
     settings = EXACT | {"PRIORITIZED_REPLAY": "1", "N_STEP_RETURN": "3"}
-    ref = _reference(tmp_path, settings)
-    ckpt = tmp_path / "interrupted"
-    ckpt.mkdir()
-    run = ckpt / "job"
+    ref, ckpt, run = _reference_and_volume(tmp_path, settings)
     _interrupt(ckpt, settings, "sigkill", past_itr=60)
     first = _params(run / "params.pkl")["itr"]
     _interrupt(ckpt, settings, "sigkill-write", past_itr=first)
