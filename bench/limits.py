@@ -16,13 +16,12 @@ from collections.abc import Callable
 import numpy as np
 import psutil
 import torch
+from warmstart.config import SAMPLER_BATCH
 from warmstart.engine.atari import AtariEnv
 from warmstart.engine.dqn import DqnLearner, make_optimizer
 from warmstart.engine.model import AtariDqnModel
 from warmstart.engine.replay import PrioritizedReplay, UniformReplay
 from warmstart.games import minimal_action_count
-
-SAMPLER_BATCH = 4
 
 
 def _sync(device: torch.device) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import engine_runs
 import limits
 import torch
+from warmstart.checkpoint import atomic
 from warmstart.engine.replay import UniformReplay
 from warmstart.provenance import versions
 
@@ -167,7 +168,7 @@ def main() -> None:
     print(table(result))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(result, indent=2) + "\n")
     print(f"results: {path}")
 
 

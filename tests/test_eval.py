@@ -99,6 +99,22 @@ def test_eval_refuses_bad_snapshots_with_exit_3(rlpyt_snapshot: Path, tmp_path: 
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_eval_refuses_a_snapshot_whose_inner_layers_are_not_the_model(
+        rlpyt_snapshot: Path, tmp_path: Path) -> None:
+    """rlpyt's AtariDqnModel with fc_sizes=256: the right keys, other shapes inside."""
+    params = torch.load(rlpyt_snapshot, weights_only=True)
+    for net in params["agent_state_dict"].values():
+        net["head.model.0.weight"] = torch.zeros(256, 6912)
+        net["head.model.0.bias"] = torch.zeros(256)
+        net["head.model.2.weight"] = torch.zeros(6, 256)
+    odd = tmp_path / "params.pkl"
+    torch.save(params, odd)
+    result = warmstart("eval", str(odd))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "weights do not fit the model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_eval_video_into_a_missing_folder_exits_2(rlpyt_snapshot: Path, tmp_path: Path) -> None:
     result = warmstart("eval", str(rlpyt_snapshot), "--video", str(tmp_path / "no" / "v.mp4"))
     assert result.returncode == 2 and "does not exist" in result.stderr
@@ -194,6 +210,16 @@ def test_lineage_after_a_cold_and_a_warm_start(lineage_ckpt: Path) -> None:
             assert png.format == "PNG" and png.size == (1000, 500)
 
 
+def test_lineage_curve_without_matplotlib_or_folder_is_one_line_exit_2(
+        lineage_ckpt: Path, tmp_path: Path) -> None:
+    result = _warmstart_without(("matplotlib",), "lineage", str(lineage_ckpt), "--curve",
+                                str(tmp_path / "c.png"))
+    assert result.returncode == 2 and "matplotlib is not installed" in result.stderr
+    result = warmstart("lineage", str(lineage_ckpt), "--curve", str(tmp_path / "no" / "c.png"))
+    assert result.returncode == 2 and "is not a folder" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "c.png").exists()
+
+
 def test_lineage_finds_a_moved_volume_and_reads_rlpyt_runs(lineage_ckpt: Path,
                                                            rlpyt_run_dir: Path,
                                                            tmp_path: Path) -> None:
@@ -218,12 +244,18 @@ def test_periodic_evaluation_leaves_training_state_alone() -> None:
     weights = AtariDqnModel(6).state_dict()
     evaluation = PeriodicEvaluation(Config(eval_every=200, eval_episodes=1),
                                     torch.device("cpu"), first_itr=0)
-    torch.set_num_threads(2)
-    np.random.seed(5)
-    before = (torch.get_rng_state(), np.random.get_state()[1].copy())
-    first = evaluation.run(49, weights)
-    assert torch.equal(torch.get_rng_state(), before[0])
-    assert np.array_equal(np.random.get_state()[1], before[1])
-    assert torch.get_num_threads() == 2
-    assert evaluation.due(99, end=False) and not evaluation.due(50, end=False)
-    assert evaluation.run(49, weights).trajectories == first.trajectories  # (SEED, itr) decide
+    threads, numpy_state = torch.get_num_threads(), np.random.get_state()
+    try:  # this process's other tests keep their thread count and global generator
+        torch.set_num_threads(2)
+        np.random.seed(5)
+        before = (torch.get_rng_state(), np.random.get_state()[1].copy())
+        first = evaluation.run(49, weights)
+        assert torch.equal(torch.get_rng_state(), before[0])
+        assert np.array_equal(np.random.get_state()[1], before[1])
+        assert torch.get_num_threads() == 2
+        assert evaluation.due(99, end=False) and not evaluation.due(50, end=False)
+        # (SEED, itr) decide the games
+        assert evaluation.run(49, weights).trajectories == first.trajectories
+    finally:
+        torch.set_num_threads(threads)
+        np.random.set_state(numpy_state)

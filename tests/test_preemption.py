@@ -84,6 +84,32 @@ def test_sigterm_writes_final_snapshot_and_exits_143(tmp_path: Path) -> None:
     assert (run / "learning_curve.png").is_file()  # drawn on the way out, too
 
 
+def test_sigterm_during_an_evaluation_drops_it_and_writes_the_final_snapshot(
+        tmp_path: Path) -> None:
+    """100 pong games would take minutes: the stop must not wait for them."""
+    run = tmp_path / "job"
+    proc = _start(tmp_path, **(SHORT_RUN | {"STEPS": "100000", "RUN_NAME": "job",
+                                            "LOG_EVERY": "400", "EVAL_EVERY": "400",
+                                            "EVAL_EPISODES": "100"}))
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # the evaluation has begun when it says so
+        seen.append(line)
+        if "evaluating 100 game(s)" in line:
+            break
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    output = "".join(seen) + proc.communicate(timeout=60)[0]
+    took = time.monotonic() - sent
+    assert proc.returncode == 143, output
+    assert took < SIGTERM_PROMISE_S, f"SIGTERM to exit took {took:.1f}s"
+    assert "evaluation dropped" in output and "eval at cum_steps" not in output
+    final = torch.load(run / "params.pkl", weights_only=True)
+    assert final["cum_steps"] == 396  # the log point whose evaluation was dropped
+    assert _manifest(run)["status"] == "stopped"
+
+
 def test_second_signal_exits_at_once_keeping_last_snapshot(tmp_path: Path) -> None:
     run = tmp_path / "job"
     proc = _start(tmp_path, **(SHORT_RUN | {"STEPS": "100000", "RUN_NAME": "job",

@@ -121,11 +121,9 @@ def _lineage(path: Path | None, curve: Path | None) -> int:
     chain = lineage.lineage(lineage.run_of(path or config.from_environment().ckpt_dir))
     print(lineage.table(chain))
     if curve is not None:
-        from .checkpoint.atomic import write_bytes
-        from .checkpoint.curve import render
+        from .checkpoint.curve import draw
 
-        write_bytes(curve, render(chain, "score vs env steps: "
-                                  + " -> ".join(run.name for run in chain)))
+        draw(chain, curve)
         print(f"learning curve: {curve}")
     return 0
 

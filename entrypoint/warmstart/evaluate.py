@@ -62,7 +62,11 @@ def run(path: Path, config: Config, *, game: str | None, epsilon: float, max_ste
                             f"({err}); pass --game.") from None
     snap.check_fits(snapshot, game=game, n_actions=n_actions, dueling=snapshot.shape.dueling)
     device = resolve_device(config)
-    model = q_network(snapshot.model, device)
+    try:
+        model = q_network(snapshot.model, device)
+    except (ValueError, RuntimeError) as err:  # inner shapes that are not AtariDqnModel's
+        raise SnapshotError(f"{snapshot.path}: weights do not fit the model "
+                            f"({str(err).splitlines()[-1].strip()}).") from None
     episodes = config.eval_episodes
     log(f"snapshot  {snapshot.path} (itr {snapshot.itr}, cum_steps {snapshot.cum_steps}, "
         f"sha256 {snapshot.sha256[:12]})")

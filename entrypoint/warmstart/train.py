@@ -77,6 +77,7 @@ def run(config: Config) -> int:
     # Past this point files get written; a file-size limit must fail a write, not kill us.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
+    from .checkpoint.curve import write_learning_curve
     from .checkpoint.start import prepare
     from .engine.device import make_deterministic, reproducibility, resolve_device
     from .engine.loop import StopRequest, train
@@ -122,6 +123,7 @@ def run(config: Config) -> int:
                                          resume_state=start.resume_state))
     outcome = train(engine, config, start, stop, log)
     run_dir.mark(outcome)
+    write_learning_curve(run_dir.path, log)  # after the run is recorded as ended: a by-product
     if outcome == "stopped":
         assert stop.signal_name is not None
         log(f"stopped by {stop.signal_name} after a final snapshot in {run_dir.path}")

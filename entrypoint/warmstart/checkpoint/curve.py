@@ -14,7 +14,7 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import VolumeError
+from ..errors import ConfigError, UserError
 from . import atomic
 from .lineage import Run, lineage
 
@@ -57,20 +57,37 @@ def render(chain: list[Run], title: str) -> bytes:
     return buffer.getvalue()
 
 
-def write_learning_curve(run_dir: Path, log: Callable[[str], None]) -> Path | None:
-    """Draw the lineage's curve into ``run_dir``; a failure to write is logged, not raised
-    (the run's snapshots are already safe and the curve can be drawn again)."""
+def names(chain: list[Run]) -> str:
+    """``cold -> warm -> ...``: the runs of a lineage, oldest first."""
+    return " -> ".join(run.name for run in chain)
+
+
+def draw(chain: list[Run], path: Path) -> None:
+    """Write the curve of ``chain`` to ``path`` atomically.
+
+    ConfigError without matplotlib or without the folder; VolumeError when it cannot be written.
+    """
     if importlib.util.find_spec("matplotlib") is None:
-        log("matplotlib is not installed: no learning_curve.png (pip install the matplotlib "
-            "pinned in docker/requirements.txt)")
-        return None
-    chain = lineage(run_dir)
-    names = " -> ".join(run.name for run in chain)
+        raise ConfigError("matplotlib is not installed: no learning curve (pip install the "
+                          "matplotlib pinned in docker/requirements.txt)")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{path.parent} is not a folder: cannot write {path.name} there")
+    atomic.write_bytes(path, render(chain, f"score vs env steps: {names(chain)}"))
+
+
+def write_learning_curve(run_dir: Path, log: Callable[[str], None]) -> Path | None:
+    """Draw the lineage's curve into ``run_dir`` at the end of a run.
+
+    Any failure is logged, not raised: the run's snapshots and manifest are already final,
+    the curve is a by-product that ``warmstart lineage --curve`` can draw again, and a parent
+    folder this job cannot read must not turn a finished run into a failed one.
+    """
     path = run_dir / FILE
     try:
-        atomic.write_bytes(path, render(chain, f"score vs env steps: {names}"))
-    except VolumeError as err:
-        log(f"learning curve not written: {err}")
+        chain = lineage(run_dir)
+        draw(chain, path)
+    except (UserError, OSError, ValueError, KeyError) as err:
+        log(f"learning curve not drawn: {err}")
         return None
-    log(f"learning curve over {len(chain)} run(s) ({names}): {path}")
+    log(f"learning curve over {len(chain)} run(s) ({names(chain)}): {path}")
     return path

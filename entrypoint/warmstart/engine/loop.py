@@ -12,14 +12,13 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
-from ..checkpoint.curve import write_learning_curve
 from ..checkpoint.scalars import ScalarLog
 from ..checkpoint.start import StartPoint
 from ..config import SAMPLER_BATCH, Config
@@ -78,6 +77,9 @@ class Engine(Protocol):
 
     def state(self) -> dict[str, Any]:
         """model, target and optimizer state dicts on the CPU, for a snapshot."""
+
+    def weights(self) -> Mapping[str, torch.Tensor]:
+        """The online network's state dict where it lives (no copy), for an evaluation."""
 
 
 def _stats(prefix: str, values: list[float]) -> dict[str, float]:
@@ -164,10 +166,17 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
         if (itr + 1) % log_itrs == 0 or final:
             evaluation = None
             if periodic is not None and not stopping and periodic.due(itr, end=final):
-                evaluation = periodic.run(itr, engine.state()["model"])
-                _log_evaluation(log, itr, evaluation)
-                cum_eval_time += evaluation.seconds
-                now = time.monotonic()  # evaluation time is not training time
+                log(f"evaluating {config.eval_episodes} game(s) at cum_steps "
+                    f"{(itr + 1) * SAMPLER_BATCH}")
+                evaluation = periodic.run(itr, engine.weights(),
+                                          should_stop=lambda: stop.requested)
+                if evaluation is None:  # a signal came: this log point's snapshot is the last
+                    log("evaluation dropped: a stop was requested")
+                    stopping = final = True
+                else:
+                    _log_evaluation(log, itr, evaluation)
+                    cum_eval_time += evaluation.seconds
+                    now = time.monotonic()  # evaluation time is not training time
             eval_seconds = evaluation.seconds if evaluation is not None else 0.0
             elapsed = max(now - last_log_time - eval_seconds, 1e-9)
             steps_in_window = ((itr + 1) % log_itrs or log_itrs) * SAMPLER_BATCH
@@ -197,8 +206,6 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
                 log(f"snapshot itr {itr} cum_steps {itr * SAMPLER_BATCH} written in {seconds:.2f}s")
             trajectories, opt = [], OptStats()
             last_log_time, updates_at_log = now, engine.update_counter
-            if final:
-                write_learning_curve(run.path, log)
 
         if now - last_print >= PROGRESS_SECONDS or final:
             done_steps = (itr - start.first_itr + 1) * SAMPLER_BATCH

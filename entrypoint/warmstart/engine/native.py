@@ -113,6 +113,9 @@ class NativeEngine:
             parts["resume"] = self._resume_payload()
         return parts
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
     def _resume_payload(self) -> ResumePayload:
         """Everything beyond the snapshot that decides the next iteration (see engine.resume)."""
         meta: dict[str, Any] = {

@@ -113,6 +113,9 @@ class RlpytEngine:
                         grad_norms=[float(x) for x in info.gradNorm],
                         td_abs_errs=[float(x) for x in info.tdAbsErr])
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        return self.agent.model.state_dict()
+
     def state(self) -> dict[str, Any]:
         return {"model": to_cpu(self.agent.model.state_dict()),
                 "target": to_cpu(self.agent.target_model.state_dict()),
