@@ -140,15 +140,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _inspect(path: Path) -> int:
     from . import games
-    from .checkpoint import discovery, snapshot
-    from .errors import SnapshotError
+    from .checkpoint import discovery
 
-    if path.is_dir():
-        found = discovery.newest(discovery.candidates(path), strict=True, log=print)
-        if found is None:
-            raise SnapshotError(f"{path}: no params.pkl or itr_N.pkl under this folder.")
-    else:
-        found = snapshot.read(path)
+    found = discovery.snapshot_at(path, strict=True, log=print)
     adam = found.optimizer["state"] if found.optimizer else {}
     steps = {int(float(s["step"])) for s in adam.values() if "step" in s}
     lines = {

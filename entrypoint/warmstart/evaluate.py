@@ -35,16 +35,6 @@ def recorded_game(snapshot_path: Path) -> str | None:
     return game if isinstance(game, str) else None
 
 
-def find_snapshot(path: Path, config: Config, log: Callable[[str], None]) -> snap.Snapshot:
-    """``path`` itself, or the newest usable snapshot under a folder (as training picks it)."""
-    if not path.is_dir():
-        return snap.read(path)
-    found = discovery.newest(discovery.candidates(path), strict=config.strict_snapshots, log=log)
-    if found is None:
-        raise SnapshotError(f"{path}: no params.pkl or itr_N.pkl under this folder.")
-    return found
-
-
 def run(path: Path, config: Config, *, game: str | None, epsilon: float, max_steps: int,
         video_path: Path | None, log: Callable[[str], None] = print) -> int:
     """Play ``config.eval_episodes`` games with the snapshot at ``path``; returns the exit code."""
@@ -53,7 +43,7 @@ def run(path: Path, config: Config, *, game: str | None, epsilon: float, max_ste
     from .engine.video import FPS, GIF_FRAME_MS, VideoWriter
 
     video = VideoWriter(video_path, log) if video_path is not None else None
-    snapshot = find_snapshot(path, config, log)
+    snapshot = discovery.snapshot_at(path, strict=config.strict_snapshots, log=log)
     game = game or recorded_game(snapshot.path) or config.game
     try:
         n_actions = games.minimal_action_count(game)

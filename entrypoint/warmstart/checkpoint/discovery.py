@@ -56,3 +56,14 @@ def newest(paths: Iterator[Path] | list[Path], *, strict: bool,
     if problems:
         raise problems[0]
     return None
+
+
+def snapshot_at(path: Path, *, strict: bool, log: Callable[[str], None]) -> snap.Snapshot:
+    """What a user means by a PATH argument: the file itself, or a folder's newest usable
+    snapshot, chosen as training chooses its start point."""
+    if not path.is_dir():
+        return snap.read(path)
+    found = newest(candidates(path), strict=strict, log=log)
+    if found is None:
+        raise snap.SnapshotError(f"{path}: no params.pkl or itr_N.pkl under this folder.")
+    return found
