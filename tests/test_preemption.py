@@ -84,18 +84,15 @@ def test_sigterm_writes_final_snapshot_and_exits_143(tmp_path: Path) -> None:
     assert (run / "learning_curve.png").is_file()  # drawn on the way out, too
 
 
-def test_sigterm_during_an_evaluation_drops_it_and_writes_the_final_snapshot(
-        tmp_path: Path) -> None:
-    """100 pong games would take minutes: the stop must not wait for them."""
-    run = tmp_path / "job"
-    proc = _start(tmp_path, **(SHORT_RUN | {"STEPS": "100000", "RUN_NAME": "job",
-                                            "LOG_EVERY": "400", "EVAL_EVERY": "400",
-                                            "EVAL_EPISODES": "100"}))
+def _sigterm_during_evaluation(ckpt: Path, settings: dict[str, str]) -> tuple[str, str]:
+    """Start the job, SIGTERM it once an evaluation has begun; returns the line that said so
+    and the whole output. The job must end as promised, not after the games."""
+    proc = _start(ckpt, **settings)
     assert proc.stdout is not None
     seen = []
-    for line in proc.stdout:  # the evaluation has begun when it says so
+    for line in proc.stdout:
         seen.append(line)
-        if "evaluating 100 game(s)" in line:
+        if "evaluating" in line:
             break
     time.sleep(0.5)
     sent = time.monotonic()
@@ -104,10 +101,23 @@ def test_sigterm_during_an_evaluation_drops_it_and_writes_the_final_snapshot(
     took = time.monotonic() - sent
     assert proc.returncode == 143, output
     assert took < SIGTERM_PROMISE_S, f"SIGTERM to exit took {took:.1f}s"
+    return seen[-1], output
+
+
+def test_sigterm_during_an_evaluation_drops_it_and_a_restart_plays_it(tmp_path: Path) -> None:
+    """100 pong games would take minutes: the stop must not wait for them."""
+    run = tmp_path / "job"
+    settings = SHORT_RUN | {"STEPS": "100000", "RUN_NAME": "job", "LOG_EVERY": "200",
+                            "EVAL_EVERY": "400", "EVAL_EPISODES": "100"}
+    began, output = _sigterm_during_evaluation(tmp_path, settings)
+    assert "evaluating 100 game(s) at cum_steps 400" in began
     assert "evaluation dropped" in output and "eval at cum_steps" not in output
     final = torch.load(run / "params.pkl", weights_only=True)
     assert final["cum_steps"] == 396  # the log point whose evaluation was dropped
     assert _manifest(run)["status"] == "stopped"
+    # the restart plays the dropped evaluation at its first log point, not at the next multiple
+    began, _ = _sigterm_during_evaluation(tmp_path, settings)
+    assert "evaluating 100 game(s) at cum_steps 600" in began
 
 
 def test_second_signal_exits_at_once_keeping_last_snapshot(tmp_path: Path) -> None:

@@ -246,6 +246,18 @@ class RunDir:
     def last_row(self) -> dict[str, Any] | None:
         return self._rows[-1] if self._rows else None
 
+    @property
+    def last_evaluated_cum_steps(self) -> int:
+        """CumSteps of the newest progress row with an evaluation; the run's start without one.
+
+        A restart picks up periodic evaluation from there, so an evaluation skipped or dropped
+        for a signal is played at the next log point, as an uninterrupted run would have.
+        """
+        evaluated = [r for r in self._rows if float(r.get("Diagnostics/TrajsInEval") or 0) > 0]
+        if evaluated:
+            return int(float(evaluated[-1]["Diagnostics/CumSteps"]))
+        return self.budget.start_itr * SAMPLER_BATCH
+
     def log_row(self, row: dict[str, Any]) -> None:
         """Append a progress.csv row (the whole file is rewritten atomically; it stays small)."""
         self._rows.append(row)

@@ -141,7 +141,7 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
     if config.eval_every:
         from .play import PeriodicEvaluation  # the env, video and cv2: only when evaluating
 
-        periodic = PeriodicEvaluation(config, engine.device, start.first_itr)
+        periodic = PeriodicEvaluation(config, engine.device, run.last_evaluated_cum_steps)
     cum_eval_time = float(last_row.get("Diagnostics/CumEvalTime") or 0.0)
     scalars = ScalarLog(run.path, log)
 

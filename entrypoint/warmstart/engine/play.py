@@ -154,10 +154,11 @@ class PeriodicEvaluation:
     """The runner's evaluations: at the first log point at or past each multiple of
     ``EVAL_EVERY`` env steps, and at the last log point of a run that reached its target."""
 
-    def __init__(self, config: Config, device: torch.device, first_itr: int) -> None:
+    def __init__(self, config: Config, device: torch.device, evaluated_cum_steps: int) -> None:
+        """``evaluated_cum_steps``: where the run's last evaluation (or its start) was."""
         self.config = config
         self.device = device
-        self._done_through = first_itr * SAMPLER_BATCH // config.eval_every
+        self._done_through = evaluated_cum_steps // config.eval_every
         self._model: AtariDqnModel | None = None
 
     def due(self, itr: int, *, end: bool) -> bool:
