@@ -5,7 +5,8 @@ preprocessing, batch-1 action selection, one DQN update, a prioritized-replay dr
 engine's speed can be compared with what the hardware allows, not with a guess. The update
 is example 1's (batch 32, rlpyt's model, Adam with eps 0.01/32), timed with plain targets (what
 example 1 and so the engine runs use, hence the ceilings) and with double DQN (one more forward
-pass of the online network).
+pass of the online network). On the CPU the update's convolutions and matrix products are also
+timed alone, with torch's profiler: the floor under any engine that does rlpyt's arithmetic.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import psutil
 import torch
+from allocator import keep_freed_memory
 from warmstart.config import SAMPLER_BATCH
 from warmstart.engine.atari import AtariEnv
 from warmstart.engine.dqn import DqnLearner, make_optimizer
@@ -99,13 +101,36 @@ def update_rate(replay: UniformReplay, n_actions: int, device: torch.device, cou
     return _rate(lambda: learner.update(replay.sample(32)), count, device)
 
 
+ARITHMETIC_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::mm",
+                  "aten::addmm")
+
+
+def update_arithmetic_seconds(replay: UniformReplay, n_actions: int, count: int) -> float:
+    """CPU seconds per update spent in its convolutions and matrix products alone.
+
+    The profiler's self time of those kernels, nothing else: the part of an update no engine
+    doing rlpyt's arithmetic can avoid, whatever it does about Adam, copies or Python. So
+    ``SAMPLER_BATCH / this`` bounds the env steps/s of any such engine on this machine, even
+    one whose acting and optimizer step cost nothing.
+    """
+    learner = _learner(n_actions, torch.device("cpu"), double_dqn=False)
+    learner.update(replay.sample(32))  # let oneDNN build its kernels outside the profile
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        for _ in range(count):
+            learner.update(replay.sample(32))
+    micros = sum(event.self_cpu_time_total for event in profile.key_averages()
+                 if event.key in ARITHMETIC_OPS)
+    return micros / 1e6 / count
+
+
 def component_rates(threads: int, device_name: str, quick: bool) -> dict[str, float]:
     """Env, action-selection and update rates with ``threads`` torch threads.
 
-    Meant for a fresh process per thread count (set once, before any torch work, as
-    ``warmstart train`` does), on a replay filled with real frames.
+    Meant for a fresh process per thread count (threads and malloc set once, before any torch
+    work, as ``warmstart train`` sets them), on a replay filled with real frames.
     """
     torch.set_num_threads(threads)
+    keep_freed_memory()
     device = torch.device(device_name)
     n_actions = minimal_action_count("pong")
     replay = UniformReplay(20_000)
@@ -117,6 +142,9 @@ def component_rates(threads: int, device_name: str, quick: bool) -> dict[str, fl
                                  double_dqn=double_dqn)
     if device.type == "cuda":
         rates["gpu_s_per_update"] = gpu_update_seconds(replay, n_actions, device, 50)
+    else:
+        rates["arithmetic_s_per_update"] = update_arithmetic_seconds(replay, n_actions,
+                                                                     4 if quick else 12)
     return rates
 
 

@@ -28,6 +28,8 @@ import engine_runs
 import limits
 import torch
 from warmstart.checkpoint import atomic
+from warmstart.config import SAMPLER_BATCH
+from warmstart.engine.cpus import usable_cpus
 from warmstart.engine.replay import UniformReplay
 from warmstart.provenance import versions
 
@@ -54,7 +56,7 @@ def _cpu_name() -> str:
 
 def _machine(device: torch.device) -> dict[str, Any]:
     info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": _cpu_name(),
-            "cores": len(os.sched_getaffinity(0)), "device": str(device),
+            "cores": usable_cpus(), "device": str(device),
             "versions": versions()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -82,6 +84,11 @@ def measure_limits(device: torch.device, quick: bool) -> dict[str, Any]:
                                                      out["updates_per_s"], UPDATES_PER_ITR)
     if device.type == "cuda":
         out["gpu_s_per_update"] = rates[1]["gpu_s_per_update"]
+    else:
+        out["arithmetic_s_per_update"] = {t: r["arithmetic_s_per_update"]
+                                          for t, r in rates.items()}
+        out["arithmetic_bound_env_steps_per_s"] = (
+            SAMPLER_BATCH / UPDATES_PER_ITR / min(out["arithmetic_s_per_update"].values()))
     out["prioritized"] = _in_fresh_process(limits.prioritized_draws, "pong", [1_000, 10_000]
                                            if quick else [1_000, 10_000, 100_000])
     out["replay_bytes_per_transition"] = UniformReplay.bytes_per_transition()
@@ -90,7 +97,7 @@ def measure_limits(device: torch.device, quick: bool) -> dict[str, Any]:
 
 def measure_engines(learn_steps: int, log_every: int) -> dict[str, Any]:
     """The native engine at its default thread count, rlpyt at 1 and 2 threads if present."""
-    runs = {"native": engine_runs.train_run("native", learn_steps, len(os.sched_getaffinity(0)),
+    runs = {"native": engine_runs.train_run("native", learn_steps, usable_cpus(),
                                             log_every)}
     if importlib.util.find_spec("rlpyt") is not None:
         tries = [engine_runs.train_run("rlpyt", learn_steps, t, log_every) for t in (1, 2)]
@@ -124,6 +131,11 @@ def table(result: dict[str, Any]) -> str:
         (f"  replay memory per transition: {lim['replay_bytes_per_transition']} B reserved, "
         f"{lim['prioritized']['rss_bytes_per_transition']:.0f} B measured (prioritized)"),
     ]
+    if "arithmetic_s_per_update" in lim:
+        arith = lim["arithmetic_s_per_update"]
+        lines.append(f"  update's convolutions and matrix products alone, 1 | 2 threads "
+                     f"{arith[1] * 1e3:.1f} | {arith[2] * 1e3:.1f} ms: no engine doing this "
+                     f"arithmetic passes {lim['arithmetic_bound_env_steps_per_s']:.1f} env steps/s")
     if "gpu_s_per_update" in lim:
         busy = native["updates_per_s"] * lim["gpu_s_per_update"]
         lines.append(f"  GPU time per update {lim['gpu_s_per_update'] * 1e3:.2f} ms: busy "
@@ -142,8 +154,11 @@ def table(result: dict[str, Any]) -> str:
     lines.append(f"  native / overlapped ceiling  {native['env_steps_per_s'] / ceil['overlapped']:.2f}")
     lines.append(f"  native / best ceiling        {native['env_steps_per_s'] / ceil['best']:.2f}")
     if "rlpyt" in runs:
-        lines.append(f"  native / rlpyt (best threads) "
-                     f"{native['env_steps_per_s'] / runs['rlpyt']['env_steps_per_s']:.2f}")
+        rlpyt = runs["rlpyt"]["env_steps_per_s"]
+        lines.append(f"  native / rlpyt (best threads) {native['env_steps_per_s'] / rlpyt:.2f}")
+        if "arithmetic_bound_env_steps_per_s" in lim:
+            lines.append(f"  arithmetic bound / rlpyt     "
+                         f"{lim['arithmetic_bound_env_steps_per_s'] / rlpyt:.2f}")
     else:
         lines.append("  native / rlpyt: rlpyt is not importable here (see README: Performance)")
     return "\n".join(lines)

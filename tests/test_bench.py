@@ -21,6 +21,7 @@ def test_quick_benchmark_prints_the_table_and_writes_the_json(tmp_path: Path) ->
         timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     for line in ("limits (each part alone)", "ceiling env steps/s at replay ratio 8",
+                 "update's convolutions and matrix products alone",
                  "native / overlapped ceiling", "engines (warmstart train, example 1, timed after step 2000"):
         assert line in result.stdout
     [path] = tmp_path.glob("bench-*.json")
@@ -31,6 +32,13 @@ def test_quick_benchmark_prints_the_table_and_writes_the_json(tmp_path: Path) ->
     assert set(limits["ceiling_env_steps_per_s"]) == {"serial_1", "serial_2", "overlapped",
                                                       "best"}
     assert native["env_steps_per_s"] > 0 and native["updates_per_s"] > 0
+    # the profiled convolutions and matrix products are part of an update, not all of it
+    # (2x: the two are timed separately on a machine whose speed varies)
+    for threads in ("1", "2"):
+        arithmetic = limits["arithmetic_s_per_update"][threads]
+        assert 0 < arithmetic < 2 / limits["updates_per_s"][threads]
+    assert limits["arithmetic_bound_env_steps_per_s"] == 4 / min(
+        limits["arithmetic_s_per_update"].values())
     # example 1: one update per 4 env steps, so updates/s is a quarter of steps/s
     assert abs(native["updates_per_s"] * 4 / native["env_steps_per_s"] - 1) < 0.05
     assert native["snapshot_bytes"] > 50e6  # pong's params.pkl: model, target, Adam moments

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SHORT_RUN, warmstart
+from warmstart.engine.cpus import usable_cpus
 
 
 def _sha(path: Path) -> str:
@@ -36,6 +37,7 @@ def test_cold_start_then_warm_start_continues(tmp_path: Path) -> None:
     assert manifest["parent"] is None and manifest["status"] == "finished"
     assert manifest["snapshots"][-1]["sha256"] == _sha(snapshot)
     assert {"python", "torch", "ale-py", "warmstart"} <= set(manifest["versions"])
+    assert manifest["starts"][0]["torch_threads"] == usable_cpus()  # TORCH_THREADS unset
     progress = (ckpt / "run_0" / "progress.csv").read_text().splitlines()
     assert progress[0].startswith("Diagnostics/Iteration,") and len(progress) == 3
 

@@ -97,7 +97,8 @@ class Config:
         choices=("off", "full"))
     torch_threads: int = _setting(
         "TORCH_THREADS", 0,
-        "torch intra-op threads; 0 = every available core (native), 1 (rlpyt).", minimum=0)
+        "torch intra-op threads; 0 = every CPU the process may use (its affinity, capped by a "
+        "container's CPU quota).", minimum=0)
     deterministic: bool = _setting(
         "DETERMINISTIC", False,
         "Make torch pick deterministic kernels (use_deterministic_algorithms, cuDNN "

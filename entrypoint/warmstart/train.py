@@ -45,13 +45,15 @@ def choose_engine(config: Config) -> str:
     return chosen
 
 
-def _set_threads(config: Config, engine_name: str) -> int:
-    """TORCH_THREADS, or a default per engine: rlpyt's batch-1 action selection is ~4x slower
-    with more than one thread; the native engine uses every core it has."""
+def _set_threads(config: Config) -> int:
+    """TORCH_THREADS, or every CPU the process may use (its affinity, capped by a container's
+    CPU quota), for either engine: on 2 cores both train about 1.5x faster with 2 threads
+    than with 1 (README, Performance)."""
     import torch
 
-    default = 1 if engine_name == "rlpyt" else len(os.sched_getaffinity(0))
-    threads = config.torch_threads or default
+    from .engine.cpus import usable_cpus
+
+    threads = config.torch_threads or usable_cpus()
     torch.set_num_threads(threads)
     return threads
 
@@ -111,7 +113,7 @@ def run(config: Config) -> int:
     else:
         log(f"learning rate {start.lr:g} (from {start.lr_source}); updates start at itr "
             f"{start.min_itr_learn}, as in the interrupted process (the replay is restored)")
-    threads = _set_threads(config, engine_name)
+    threads = _set_threads(config)
     if config.deterministic:
         make_deterministic()
     engine_cls = RlpytEngine if engine_name == "rlpyt" else NativeEngine
