@@ -204,24 +204,6 @@ def test_interval_one_copies_at_the_first_update() -> None:
     assert _same(_weights(target), _weights(model))
 
 
-def test_soft_target_update() -> None:
-    model, target = models()
-    tau = 0.25
-    learner = DqnLearner(model, target, make_optimizer(model, LR, B), target_update_interval=1,
-                         target_update_tau=tau)
-    old_target = _weights(target)
-    learner.update(make_batch())
-    for new, online, old in zip(_weights(target), _weights(model), old_target, strict=True):
-        assert torch.equal(new, tau * online + (1 - tau) * old)
-
-
-@pytest.mark.parametrize("tau", [0.0, -1.0, 1.5])
-def test_refuses_a_tau_outside_zero_one(tau: float) -> None:
-    model, target = models()
-    with pytest.raises(ValueError, match="target_update_tau"):
-        DqnLearner(model, target, make_optimizer(model, LR, B), target_update_tau=tau)
-
-
 @pytest.mark.parametrize("clip", [10.0, 1e9])
 def test_gradient_norm_is_clipped(clip: float) -> None:
     """With SGD at lr 1 the step is the (clipped) gradient itself, so its norm shows the clip."""

@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import SnapshotError
 from . import discovery
 from . import snapshot as snap
-from .run import PROGRESS, read_manifest
+from .run import PROGRESS, read_manifest, read_progress
 
 SCORE = "GameScoreAverage"
 EVAL_SCORE = "Eval/GameScoreAverage"
@@ -60,9 +60,9 @@ def _number(text: Any) -> float:
 
 
 def _read_progress(run_dir: Path) -> list[dict[str, str]]:
+    """The run's rows; a damaged progress.csv shows as none, since lineage only reports."""
     try:
-        with open(run_dir / PROGRESS, newline="") as handle:
-            return list(csv.DictReader(handle))
+        return read_progress(run_dir)
     except (OSError, csv.Error, UnicodeDecodeError):
         return []
 

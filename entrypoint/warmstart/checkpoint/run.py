@@ -60,6 +60,15 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
     return manifest if manifest.get("format") == MANIFEST_FORMAT else None
 
 
+def read_progress(run_dir: Path) -> list[dict[str, str]]:
+    """The run's progress.csv rows; none before its first log point."""
+    try:
+        with open(run_dir / PROGRESS, newline="") as handle:
+            return list(csv.DictReader(handle))
+    except FileNotFoundError:
+        return []
+
+
 @dataclass(frozen=True)
 class Budget:
     """The job's span in sampler iterations; it belongs to the run, so restarts share it."""
@@ -82,7 +91,7 @@ class RunDir:
         self.manifest = manifest
         self._gap_itrs = max(1, config.snapshot_every // SAMPLER_BATCH)
         self.protected: Path | None = None  # the snapshot this process started from
-        self._rows: list[dict[str, Any]] = self._read_rows()
+        self._rows: list[dict[str, Any]] = read_progress(self.path)
 
     @property
     def name(self) -> str:
@@ -229,13 +238,6 @@ class RunDir:
             self.manifest["snapshots"] = [e for e in self.manifest["snapshots"]
                                           if e["file"] not in names]
             self._write_manifest()
-
-    def _read_rows(self) -> list[dict[str, Any]]:
-        try:
-            with open(self.path / PROGRESS, newline="") as handle:
-                return list(csv.DictReader(handle))
-        except FileNotFoundError:
-            return []
 
     def forget_rows_after(self, itr: int) -> None:
         """Drop progress rows past the snapshot a resume starts from: those iterations run

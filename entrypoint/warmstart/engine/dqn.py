@@ -66,11 +66,8 @@ class DqnLearner:
                  optimizer: torch.optim.Optimizer, *, discount: float = 0.99,
                  n_step_return: int = 1, double_dqn: bool = False,
                  delta_clip: float | None = 1.0, clip_grad_norm: float = 10.0,
-                 target_update_interval: int = 312, target_update_tau: float = 1.0,
-                 prioritized_replay: bool = False, update_counter: int = 0) -> None:
-        if not 0 < target_update_tau <= 1:
-            # rlpyt silently never updates the target for tau <= 0; refuse instead.
-            raise ValueError(f"target_update_tau must be in (0, 1], not {target_update_tau}")
+                 target_update_interval: int = 312, prioritized_replay: bool = False,
+                 update_counter: int = 0) -> None:
         if target_update_interval < 1:
             raise ValueError(f"target_update_interval must be at least 1, "
                              f"not {target_update_interval}")
@@ -83,7 +80,6 @@ class DqnLearner:
         self.delta_clip = delta_clip
         self.clip_grad_norm = clip_grad_norm
         self.target_update_interval = target_update_interval
-        self.target_update_tau = target_update_tau
         self.prioritized_replay = prioritized_replay
         self.update_counter = update_counter
 
@@ -134,14 +130,6 @@ class DqnLearner:
                             td_abs_err)).cpu().numpy()
         return UpdateInfo(float(report[0]), float(report[1]), report[2:])
 
-    @torch.no_grad()
     def update_target(self) -> None:
-        """rlpyt's ``update_state_dict``: a copy at tau 1, else ``tau*online + (1-tau)*target``."""
-        tau = self.target_update_tau
-        if tau == 1:
-            self.target_model.load_state_dict(self.model.state_dict())
-            return
-        target_state = self.target_model.state_dict()
-        for key, online in self.model.state_dict().items():
-            target = target_state[key]
-            target.copy_(tau * online + (1 - tau) * target)
+        """rlpyt's ``update_state_dict`` at its default ``tau=1``: the target becomes a copy."""
+        self.target_model.load_state_dict(self.model.state_dict())
