@@ -126,8 +126,9 @@ def update_arithmetic_seconds(replay: UniformReplay, n_actions: int, count: int)
 def component_rates(threads: int, device_name: str, quick: bool) -> dict[str, float]:
     """Env, action-selection and update rates with ``threads`` torch threads.
 
-    Meant for a fresh process per thread count (threads and malloc set once, before any torch
-    work, as ``warmstart train`` sets them), on a replay filled with real frames.
+    Meant for a fresh process per thread count (set once, before any torch work, as
+    ``warmstart train`` sets it; malloc keeping freed memory, as a train process in effect
+    does: see allocator.py), on a replay filled with real frames.
     """
     torch.set_num_threads(threads)
     keep_freed_memory()
