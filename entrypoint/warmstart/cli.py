@@ -11,19 +11,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, config
+from . import __version__, config, errors
 from .config import EVAL_EPSILON, MAX_EPISODE_STEPS
 from .errors import UserError
 
 COMMANDS = ("train", "inspect", "eval", "lineage")
 
-EXIT_CODES = """exit codes:
-  0    done (or the run named by RUN_NAME had already finished)
-  2    bad configuration (environment variable or flag)
-  3    bad snapshot (missing, corrupt, unsafe, or for another game/head)
-  4    checkpoint volume problem (missing, read-only, full)
-  130  stopped by SIGINT after a final snapshot
-  143  stopped by SIGTERM after a final snapshot"""
+EXIT_CODES = "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}"
+                                      for code, meaning in errors.EXIT_CODES.items())
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -116,12 +111,12 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _lineage(path: Path | None, curve: Path | None) -> int:
-    from .checkpoint import lineage
+    from .reporting import lineage
 
     chain = lineage.lineage(lineage.run_of(path or config.from_environment().ckpt_dir))
     print(lineage.table(chain))
     if curve is not None:
-        from .checkpoint.curve import draw
+        from .reporting.curve import draw
 
         draw(chain, curve)
         print(f"learning curve: {curve}")

@@ -1,10 +1,13 @@
 """Errors a user can cause, each with the exit code the README documents.
 
 They are caught once, in the CLI, and printed as a single line; anything else is a bug and
-keeps its traceback.
+keeps its traceback. ``EXIT_CODES`` is the one table of what each code means: ``--help``, the
+README and the Kubernetes failure policies are checked against it.
 """
 
 from __future__ import annotations
+
+import signal
 
 
 class UserError(Exception):
@@ -29,3 +32,33 @@ class VolumeError(UserError):
     """The checkpoint folder is missing, read-only or full (exit 4)."""
 
     exit_code = 4
+
+
+class RunLockedError(UserError):
+    """Another live trainer holds the run folder (exit 5). Retrying later is right: a
+    replacement pod may start while the old one still writes its final snapshot."""
+
+    exit_code = 5
+
+
+class DeviceError(UserError):
+    """A GPU is there but torch cannot use it (exit 6): the image's CUDA build and the node's
+    driver disagree. Retrying on the same node cannot help."""
+
+    exit_code = 6
+
+
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
+
+EXIT_CODES: dict[int, str] = {
+    0: "done (or the run named by RUN_NAME had already reached its target)",
+    ConfigError.exit_code: "bad configuration (environment variable or flag)",
+    SnapshotError.exit_code: "bad snapshot (missing, corrupt, unsafe, or for another game/head)",
+    VolumeError.exit_code: "checkpoint volume problem (missing, read-only, full)",
+    RunLockedError.exit_code: "another trainer holds the run folder (retry later)",
+    DeviceError.exit_code: "a GPU is present but torch cannot use it (driver too old)",
+    EXIT_SIGINT: "stopped by SIGINT after a final snapshot",
+    EXIT_SIGTERM: "stopped by SIGTERM after a final snapshot",
+}
+"""Every exit code a user can meet, and its meaning; 1 is a bug (with a traceback)."""

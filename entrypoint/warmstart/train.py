@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 from . import games
 from .config import SAMPLER_BATCH, Config
-from .errors import ConfigError
+from .errors import EXIT_SIGINT, EXIT_SIGTERM, ConfigError
 
 if TYPE_CHECKING:  # the engine package imports torch: only at run time, after config checks
     from .engine.loop import StopRequest
 
-EXIT_SIGNAL = {"SIGTERM": 128 + signal.SIGTERM, "SIGINT": 128 + signal.SIGINT}
+EXIT_SIGNAL = {"SIGTERM": EXIT_SIGTERM, "SIGINT": EXIT_SIGINT}
 
 
 def log(message: str) -> None:
@@ -79,13 +79,13 @@ def run(config: Config) -> int:
     # Past this point files get written; a file-size limit must fail a write, not kill us.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-    from .checkpoint.curve import write_learning_curve
     from .checkpoint.start import prepare
     from .engine.device import make_deterministic, reproducibility, resolve_device
     from .engine.loop import StopRequest, train
     from .engine.native import NativeEngine
     from .engine.replay import check_memory
     from .engine.rlpyt_engine import RlpytEngine
+    from .reporting.curve import write_learning_curve
 
     # The last checks that need torch or the machine: still before anything is written.
     device = resolve_device(config)

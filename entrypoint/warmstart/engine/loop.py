@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
-from ..checkpoint.scalars import ScalarLog
 from ..checkpoint.start import StartPoint
 from ..config import SAMPLER_BATCH, Config
+from ..reporting.scalars import ScalarLog
 from .trajectory import TRAJECTORY_KEYS
 
 if TYPE_CHECKING:

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import discovery
+from ..checkpoint import snapshot as snap
+from ..checkpoint.run import PROGRESS, read_manifest, read_progress
 from ..errors import SnapshotError
-from . import discovery
-from . import snapshot as snap
-from .run import PROGRESS, read_manifest, read_progress
 
 SCORE = "GameScoreAverage"
 EVAL_SCORE = "Eval/GameScoreAverage"

@@ -14,8 +14,8 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
+from ..checkpoint import atomic
 from ..errors import ConfigError, UserError
-from . import atomic
 from .lineage import Run, lineage
 
 FILE = "learning_curve.png"
