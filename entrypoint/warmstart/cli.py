@@ -29,7 +29,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Warm-start DQN from the newest snapshot under CKPT_DIR (or cold-start if "
                     "there is none), train STEPS env steps and write rlpyt-format snapshots.\n"
                     "Every setting is an environment variable (also as WARMSTART_<NAME>) or the "
-                    "flag shown; a flag wins over the environment.",
+                    "flag shown; a flag wins over the environment.\n"
+                    "SIGTERM or SIGINT: stop after the current iteration with a final snapshot; "
+                    "a second signal more than 1 s after the first exits at once (one within "
+                    "1 s is the same request delivered twice, as a group signal under make "
+                    "is).",
         epilog=EXIT_CODES)
     for f in config.settings():
         env = f.metadata["env"]
