@@ -12,6 +12,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +22,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHORT_RUN, clean_env, warmstart
+from conftest import REPO, SHORT_RUN, clean_env, warmstart
 from warmstart.checkpoint.atomic import TEMP_MARKER
+from warmstart.engine.loop import DUPLICATE_WINDOW_S
 
 # Many log points, so snapshot writes are frequent targets for a kill.
 BUSY = SHORT_RUN | {"LOG_EVERY": "40", "SNAPSHOT_MODE": "last+gap", "SNAPSHOT_EVERY": "80",
@@ -120,16 +122,74 @@ def test_sigterm_during_an_evaluation_drops_it_and_a_restart_plays_it(tmp_path: 
     assert "evaluating 100 game(s) at cum_steps 600" in began
 
 
-def test_second_signal_exits_at_once_keeping_last_snapshot(tmp_path: Path) -> None:
+def test_two_signals_50_ms_apart_are_one_stop_request(tmp_path: Path) -> None:
+    """A group signal plus a forwarding parent: the second is the first delivered twice."""
     run = tmp_path / "job"
     proc = _start(tmp_path, **(SHORT_RUN | {"STEPS": "100000", "RUN_NAME": "job",
                                             "LOG_EVERY": "400"}))
-    _wait_for_snapshot(run, proc)
+    periodic = _wait_for_snapshot(run, proc)
     proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
-    assert _loadable(run)
+    assert "the same stop request" in output and "exiting now" not in output
+    assert "stopped by SIGINT after a final snapshot" in output
+    assert torch.load(run / "params.pkl", weights_only=True)["cum_steps"] > periodic["cum_steps"]
+    assert _manifest(run)["status"] == "stopped"
+
+
+def test_a_second_signal_after_the_window_exits_at_once() -> None:
+    """The trainer's own handlers, in a process whose iteration never ends: only a deliberate
+    second signal gets it out, with the first signal's exit code."""
+    harness = ("import time\n"
+               "from warmstart.engine.loop import StopRequest\n"
+               "from warmstart.train import _install_signal_handlers\n"
+               "_install_signal_handlers(StopRequest())\n"
+               "print('ready', flush=True)\n"
+               "while True:\n"
+               "    time.sleep(0.01)\n")
+    proc = subprocess.Popen([sys.executable, "-c", harness], env=clean_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    assert "SIGTERM received" in proc.stdout.readline()
+    time.sleep(DUPLICATE_WINDOW_S + 0.5)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, output
+    assert "second SIGINT: exiting now" in output
+
+
+def test_group_sigterm_under_make_always_ends_with_the_final_snapshot(tmp_path: Path) -> None:
+    """`make train`, then a SIGTERM to its whole process group (systemd, Slurm, kill -- -PGID):
+    the trainer gets it from the group and again from make. Repeated to catch the moment
+    between the two deliveries; every time, a final snapshot and exit 143."""
+    make = shutil.which("make")
+    venv = Path(sys.prefix)
+    if make is None or not (venv / "bin" / "warmstart").exists():
+        pytest.skip("needs make and the warmstart command in this interpreter's venv")
+    for trial in range(8):
+        ckpt = tmp_path / f"trial{trial}"
+        ckpt.mkdir()
+        # -o: never rebuild the venv here, whatever its stamp's age
+        proc = subprocess.Popen(
+            [make, "--no-print-directory", "-o", f"{venv}/.installed", "train", f"VENV={venv}"],
+            cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env=clean_env(CKPT_DIR=str(ckpt), RUN_NAME="job",
+                                     **(SHORT_RUN | {"STEPS": "100000"})))
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "cold start" in line:  # the trainer's first line: its handlers are in place
+                break
+        os.killpg(proc.pid, signal.SIGTERM)
+        output = "".join(seen) + proc.communicate(timeout=120)[0]
+        assert "stopped by SIGTERM after a final snapshot" in output, f"trial {trial}\n{output}"
+        assert _manifest(ckpt / "job")["status"] == "stopped"
+        assert _loadable(ckpt / "job")
 
 
 def test_killed_job_resumes_to_the_same_target_and_then_does_nothing(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__, config, errors
 from .config import EVAL_EPSILON, MAX_EPISODE_STEPS
+from .console import guarded_output
 from .errors import UserError
 
 COMMANDS = ("train", "inspect", "eval", "lineage")
@@ -28,7 +29,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Warm-start DQN from the newest snapshot under CKPT_DIR (or cold-start if "
                     "there is none), train STEPS env steps and write rlpyt-format snapshots.\n"
                     "Every setting is an environment variable (also as WARMSTART_<NAME>) or the "
-                    "flag shown; a flag wins over the environment.",
+                    "flag shown; a flag wins over the environment.\n"
+                    "SIGTERM or SIGINT: stop after the current iteration with a final snapshot; "
+                    "a second signal more than 1 s after the first exits at once (one within "
+                    "1 s is the same request delivered twice, as a group signal under make "
+                    "is).",
         epilog=EXIT_CODES)
     for f in config.settings():
         env = f.metadata["env"]
@@ -160,8 +165,17 @@ def _inspect(path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    """Entry point of the console script; returns the exit code.
+
+    Output goes through guarded streams (``console``): a reader that went away (`| head`, a
+    killed `tee`) or a full disk under a redirected log never turns into an exit or a lost
+    snapshot.
+    """
+    with guarded_output():
+        return _run(list(sys.argv[1:] if argv is None else argv))
+
+
+def _run(args_list: list[str]) -> int:
     if not args_list or (args_list[0] not in COMMANDS
                          and args_list[0] not in ("-h", "--help", "--version")):
         args_list.insert(0, "train")

@@ -63,6 +63,11 @@ class Config:
         "RUN_NAME", None,
         "Name of this job's run folder. Set it (e.g. to the Kubernetes Job name) so a restarted "
         "job resumes its own run; unset, every start makes a new run_N.")
+    lock_wait: int = _setting(
+        "LOCK_WAIT", 180,
+        "Seconds to wait for another trainer still writing this run (a replaced pod writing "
+        "its final snapshot) before exiting 5; longer than the manifests' 120 s grace period.",
+        minimum=0)
     game: str = _setting("GAME", "pong", "Atari game, rlpyt's snake_case name.", kind="game")
     steps: int = _setting(
         "STEPS", 50_000, "Env steps to train in this job (rounded up to whole sampler batches of 4).",

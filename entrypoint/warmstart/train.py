@@ -3,7 +3,8 @@
 This is the only place that knows the order of things: validate the config, check the volume,
 find and check the start snapshot, build the engine, train, and record how the run ended.
 A SIGTERM or SIGINT asks the engine to stop after the current iteration with a final snapshot;
-a second one exits at once, leaving the last complete snapshot as it is.
+a second one more than a second later exits at once, leaving the last complete snapshot as it
+is (one within a second is the first delivered twice, as a group signal under make is).
 """
 
 from __future__ import annotations
@@ -59,14 +60,23 @@ def _set_threads(config: Config) -> int:
 
 
 def _install_signal_handlers(stop: StopRequest) -> None:
-    """First signal: stop after this iteration with a snapshot; second: exit at once."""
+    """First signal: stop after this iteration with a snapshot. Another within a second is the
+    same request delivered twice (a group signal plus a parent forwarding it); one later than
+    that is a deliberate second request: exit at once."""
+    from .engine.loop import DUPLICATE_WINDOW_S
+
     def handle(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if stop.requested:
+        kind = stop.receive(name)
+        if kind == "again":
             log(f"second {name}: exiting now; the last complete snapshot is kept")
             os._exit(EXIT_SIGNAL[stop.signal_name])
-        stop.signal_name = name
-        log(f"{name} received: finishing the current iteration, then a final snapshot")
+        if kind == "duplicate":
+            log(f"{name} again within {DUPLICATE_WINDOW_S:g}s: the same stop request "
+                "(delivered to the process group and forwarded); still stopping with a snapshot")
+            return
+        log(f"{name} received: finishing the current iteration, then a final snapshot "
+            f"(another signal more than {DUPLICATE_WINDOW_S:g}s from now exits at once)")
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)

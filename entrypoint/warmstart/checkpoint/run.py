@@ -21,7 +21,8 @@ from typing import Any
 
 from .. import provenance
 from ..config import SAMPLER_BATCH, Config
-from . import atomic, resume_state
+from ..errors import RunLockedError
+from . import atomic, lock, resume_state
 from . import snapshot as snap
 
 MANIFEST = "manifest.json"
@@ -83,9 +84,13 @@ class Budget:
 
 
 class RunDir:
-    """Writes one run's snapshots, progress rows and manifest; nothing else touches the folder."""
+    """Writes one run's snapshots, progress rows and manifest; nothing else touches the folder.
 
-    def __init__(self, path: Path, config: Config, manifest: dict[str, Any]) -> None:
+    A RunDir holds the run's lock (``lock``): no other trainer writes the folder meanwhile."""
+
+    def __init__(self, path: Path, config: Config, manifest: dict[str, Any],
+                 held: lock.RunLock) -> None:
+        self._lock = held  # held for the life of the process (the kernel drops it on exit)
         self.path = path
         self.config = config
         self.manifest = manifest
@@ -108,12 +113,26 @@ class RunDir:
 
     @classmethod
     def create(cls, path: Path, config: Config, *, engine: str, n_actions: int,
-               parent: snap.Snapshot | None, budget: Budget) -> RunDir:
-        """Make the folder and write its manifest and params.json before any training."""
-        try:
-            path.mkdir(parents=False, exist_ok=True)
-        except OSError as err:
-            raise atomic.volume_error(path, err) from None
+               parent: snap.Snapshot | None, budget: Budget,
+               log: Callable[[str], None]) -> RunDir:
+        """Make the folder, lock it and write its manifest and params.json before any training.
+
+        Without RUN_NAME the ``run_N`` folder is made exclusively: when another trainer made it
+        first, this one takes the next number, so two starts never share a folder.
+        """
+        while True:
+            try:
+                path.mkdir(parents=False, exist_ok=config.run_name is not None)
+                break
+            except FileExistsError:
+                path = path.with_name(next_run_name(path.parent))
+            except OSError as err:
+                raise atomic.volume_error(path, err) from None
+        held = lock.acquire(path, wait_s=config.lock_wait, log=log)
+        if read_manifest(path) is not None:  # RUN_NAME: another trainer began it while we waited
+            held.release()
+            raise RunLockedError(f"{path} was started by another trainer while this one waited "
+                                 "for it; retry to resume it.")
         manifest = {
             "format": MANIFEST_FORMAT,
             "run": path.name,
@@ -134,18 +153,30 @@ class RunDir:
             "versions": provenance.versions(),
             "snapshots": [],
         }
-        run = cls(path, config, manifest)
+        run = cls(path, config, manifest, held)
         run._write_manifest()
         atomic.write_text(path / PARAMS_JSON, json.dumps(run._rlpyt_params(), indent=2) + "\n")
         return run
 
     @classmethod
-    def open(cls, path: Path, config: Config) -> RunDir | None:
-        """Reopen a run a previous process of this job started, or None if there is none."""
+    def open(cls, path: Path, config: Config, *, log: Callable[[str], None]) -> RunDir | None:
+        """Reopen a run a previous process of this job started, or None if there is none.
+
+        Takes the run's lock first, waiting up to LOCK_WAIT for a trainer still writing it,
+        and reads the manifest as that trainer left it.
+        """
+        if read_manifest(path) is None:
+            return None
+        held = lock.acquire(path, wait_s=config.lock_wait, log=log)
         manifest = read_manifest(path)
         if manifest is None:
+            held.release()
             return None
-        return cls(path, config, manifest)
+        return cls(path, config, manifest, held)
+
+    def release(self) -> None:
+        """Give up the run's lock: this process will not write the run after all."""
+        self._lock.release()
 
     def _rlpyt_params(self) -> dict[str, Any]:
         """params.json as rlpyt's logger writes it: the logged config plus name and run_ID."""

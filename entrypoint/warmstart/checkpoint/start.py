@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..config import COLD_MIN_STEPS_LEARN, SAMPLER_BATCH, WARM_MIN_STEPS_LEARN, Config
 from ..errors import ConfigError
-from . import atomic, discovery, volume
+from . import atomic, discovery, lock, volume
 from . import snapshot as snap
 from .resume_state import ResumeState
 from .resume_state import find as find_resume_state
@@ -110,7 +110,7 @@ def prepare(config: Config, *, engine: str, n_actions: int,
     """Check the volume, find the start snapshot and open the run; None if the job is done."""
     volume.check(config.ckpt_dir, n_actions=n_actions, dueling=config.dueling)
     if config.run_name is not None:
-        existing = RunDir.open(config.ckpt_dir / config.run_name, config)
+        existing = RunDir.open(config.ckpt_dir / config.run_name, config, log=log)
         if existing is not None:
             _check_same_job(existing, config)
             if existing.finished:
@@ -118,12 +118,17 @@ def prepare(config: Config, *, engine: str, n_actions: int,
             return _resume(existing, config, log)
     else:
         latest = latest_run_dir(config.ckpt_dir)
-        unfinished = None if latest is None else RunDir.open(latest, config)
+        if latest is not None and lock.held(latest):  # a live trainer's run, not a restart
+            log(f"run {latest.name} is being written by another trainer: not resuming it")
+            latest = None
+        unfinished = None if latest is None else RunDir.open(latest, config, log=log)
         if (unfinished is not None and not unfinished.finished
                 and unfinished.manifest["config"] == config.as_dict()):
             log(f"run {unfinished.name} stopped before its target and has this job's exact "
                 "config: resuming it")
             return _resume(unfinished, config, log)
+        if unfinished is not None:
+            unfinished.release()
 
     if config.init_snapshot is not None:
         parent = snap.read(config.init_snapshot)
@@ -143,7 +148,7 @@ def prepare(config: Config, *, engine: str, n_actions: int,
                     eps_decay_start_itr=decay_start)
     name = config.run_name or next_run_name(config.ckpt_dir)
     run = RunDir.create(config.ckpt_dir / name, config, engine=engine, n_actions=n_actions,
-                        parent=parent, budget=budget)
+                        parent=parent, budget=budget, log=log)
     lr, source = _learning_rate(config, parent)
     return StartPoint(run=run, snapshot=parent, first_itr=first_itr,
                       min_itr_learn=first_itr + _fresh_steps(config, parent is not None)

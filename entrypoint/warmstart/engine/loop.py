@@ -31,15 +31,31 @@ PROGRESS_SECONDS = 10.0
 RECENT_EPISODES = 10
 
 
+DUPLICATE_WINDOW_S = 1.0
+"""A stop signal this soon after the first is the same request delivered twice, not a second
+one: a signal to the whole process group (systemd's KillMode, Slurm's scancel,
+``kill -- -PGID``) reaches the trainer microseconds before its parent (GNU make) forwards it."""
+
+
 class StopRequest:
     """Set by a signal handler; the loop finishes the current iteration, snapshots and stops."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
+        self._first_at = 0.0
 
     @property
     def requested(self) -> bool:
         return self.signal_name is not None
+
+    def receive(self, name: str) -> str:
+        """Record a stop signal; says what it is: ``first``, a ``duplicate`` of the first
+        (within DUPLICATE_WINDOW_S), or ``again``, a deliberate second one."""
+        now = time.monotonic()
+        if self.signal_name is None:
+            self.signal_name, self._first_at = name, now
+            return "first"
+        return "duplicate" if now - self._first_at < DUPLICATE_WINDOW_S else "again"
 
 
 @dataclass

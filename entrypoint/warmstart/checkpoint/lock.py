@@ -1,0 +1,101 @@
+"""One writer per run folder: an exclusive ``flock`` on a hidden file inside it.
+
+Two trainers given the same ``RUN_NAME`` (a replacement pod that starts while the old one still
+writes its final snapshot, or two `make train` in two terminals) would otherwise both resume the
+run and silently overwrite each other's snapshots. The lock lives as long as the process: the
+kernel drops it when the process exits or is killed, so a SIGKILL or an OOM kill leaves no stale
+lock. The file holds the holder's host, pid and start time, for the message a waiting trainer
+gives. Its name starts with a dot and matches neither a snapshot nor a temp file, so discovery
+never reads it and a sweep never removes it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import RunLockedError
+from .atomic import volume_error
+
+FILE = ".warmstart.lock"
+POLL_S = 0.2
+
+
+class RunLock:
+    """A held lock on one run folder; ``release`` gives it up before the process ends."""
+
+    def __init__(self, folder: Path, fd: int) -> None:
+        self.folder = folder
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, as its holder wrote it; "another trainer" while it is being written."""
+    text = os.pread(fd, 512, 0).decode(errors="replace").strip()
+    return text or "another trainer"
+
+
+def _take(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def acquire(folder: Path, *, wait_s: float, log: Callable[[str], None]) -> RunLock:
+    """Lock ``folder`` for this process, waiting up to ``wait_s`` seconds for a holder to end.
+
+    Raises RunLockedError (exit 5) naming the holder when it still holds the lock then, and
+    VolumeError when the lock file cannot be created.
+    """
+    path = folder / FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise volume_error(path, err) from None
+    try:
+        if not _take(fd):
+            holder = _holder(fd)
+            log(f"run folder {folder} is held by {holder}; waiting up to {wait_s:g}s for it "
+                "to end (LOCK_WAIT)")
+            deadline = time.monotonic() + wait_s
+            while not _take(fd):
+                if time.monotonic() >= deadline:
+                    raise RunLockedError(
+                        f"{folder} is held by {_holder(fd)}, still running after "
+                        f"{wait_s:g}s (LOCK_WAIT); two trainers must not write one run: "
+                        "stop the other one, give this job another RUN_NAME, or retry later.")
+                time.sleep(POLL_S)
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"host {socket.gethostname()}, pid {os.getpid()}, since {since}\n"
+                  .encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return RunLock(folder, fd)
+
+
+def held(folder: Path) -> bool:
+    """Whether a live process holds ``folder``'s lock (an unlocked or missing file: no)."""
+    try:
+        fd = os.open(folder / FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        if _take(fd):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        return True
+    finally:
+        os.close(fd)
