@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SHORT_RUN, warmstart
-from warmstart.checkpoint import discovery
+from warmstart.checkpoint import discovery, resume_state, run
 from warmstart.checkpoint import snapshot as snap
 
 
@@ -276,3 +276,32 @@ def test_strict_snapshots_stops_at_garbage(rlpyt_run_dir: Path) -> None:
     stderr = _one_line(warmstart(CKPT_DIR=str(rlpyt_run_dir), STRICT_SNAPSHOTS="1",
                                  **SHORT_RUN), 3)
     assert f"{broken}: not a snapshot file" in stderr
+
+
+@pytest.mark.parametrize("data", [b"[1, 2]", b'"text"', b"\xff\xfe garbage", b"{", b""],
+                         ids=["list", "string", "not utf-8", "cut short", "empty"])
+def test_a_damaged_manifest_is_no_manifest(tmp_path: Path, data: bytes) -> None:
+    (tmp_path / run.MANIFEST).write_bytes(data)
+    assert run.read_manifest(tmp_path) is None
+
+
+@pytest.mark.parametrize("meta", [b"[1]", b'{"format": 1}', b"\xff\xfe", b"{"],
+                         ids=["list", "fields missing", "not utf-8", "cut short"])
+def test_a_damaged_resume_state_is_one_snapshot_error(tmp_path: Path, meta: bytes) -> None:
+    path = tmp_path / resume_state.file_name(4)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(resume_state.META, meta)
+    with pytest.raises(snap.SnapshotError, match="unreadable resume state"):
+        resume_state.ResumeState(path)
+    path.write_bytes(GARBAGE["random"])
+    with pytest.raises(snap.SnapshotError, match="unreadable resume state"):
+        resume_state.ResumeState(path)
+
+
+def test_resuming_a_run_with_a_damaged_progress_csv_is_one_line(tmp_path: Path) -> None:
+    settings = {**SHORT_RUN, "STEPS": "100", "MIN_STEPS_LEARN": "100000", "RUN_NAME": "job",
+                "CKPT_DIR": str(tmp_path)}
+    assert warmstart(**settings).returncode == 0
+    (tmp_path / "job" / run.PROGRESS).write_bytes(GARBAGE["random"])
+    stderr = _one_line(warmstart(**settings), 3)
+    assert f"{tmp_path / 'job' / run.PROGRESS}: not a progress.csv this trainer can read" in stderr
