@@ -8,10 +8,14 @@ TORCH_INDEX ?=
 
 # `make train` defaults: a short CPU demo run. Any of these can be overridden from the
 # environment or the command line (GAME=breakout STEPS=200000 CKPT_DIR=/data/ckpt make train);
-# every other setting in README's table passes through from the environment as it is.
-export CKPT_DIR ?= $(CURDIR)/ckpt
-export STEPS ?= 2000
-export MIN_STEPS_LEARN ?= 1000
+# every other setting in README's table passes through from the environment as it is. An
+# empty one means unset, as it does for warmstart itself: `make train STEPS=` is the demo.
+DEFAULT_CKPT_DIR := $(CURDIR)/ckpt
+DEFAULT_STEPS := 2000
+DEFAULT_MIN_STEPS_LEARN := 1000
+DEMO_SETTINGS := CKPT_DIR STEPS MIN_STEPS_LEARN
+$(foreach v,$(DEMO_SETTINGS),$(if $(strip $($(v))),,$(eval override $(v) := $(DEFAULT_$(v)))))
+export $(DEMO_SETTINGS)
 
 VENV_STAMP := $(VENV)/.installed
 
@@ -26,8 +30,10 @@ $(VENV_STAMP): pyproject.toml docker/requirements.txt tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
+# Only the demo's own ./ckpt is created here; any other CKPT_DIR gets warmstart's checks (a
+# mistyped path is exit 4, not a cold start in a new folder).
 train: venv
-	mkdir -p "$(CKPT_DIR)"
+	$(if $(filter $(DEFAULT_CKPT_DIR),$(abspath $(CKPT_DIR))),mkdir -p "$(CKPT_DIR)")
 	$(VENV)/bin/warmstart train
 
 test: venv

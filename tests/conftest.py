@@ -32,7 +32,9 @@ def rlpyt_snapshot() -> Path:
     """params.pkl written by rlpyt itself (example 1, pong, 10k steps); skips when absent."""
     path = fixtures_dir() / "rlpyt" / "pong_example1" / "params.pkl"
     if not path.exists():
-        pytest.skip(f"rlpyt fixture not found at {path}; set SHARED_FIXTURES to shared/fixtures")
+        pytest.skip(f"needs a snapshot written by rlpyt itself, not found at {path}: set "
+                    "SHARED_FIXTURES to the folder holding rlpyt/pong_example1/ (README, "
+                    "Development)")
     return path
 
 

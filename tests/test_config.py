@@ -34,12 +34,53 @@ def test_precedence_flag_then_prefixed_then_plain() -> None:
     assert config.load({"STEPS": ""}).steps == 50_000  # empty counts as unset
 
 
+def test_empty_or_blank_means_unset_for_every_setting() -> None:
+    """make, shells and manifests leave variables empty (`STEPS=`): that is the default."""
+    names = [f.metadata["env"] for f in config.settings()]
+    for blank in ("", "  "):
+        assert config.load({name: blank for name in names}) == config.Config()
+        assert config.load({config.ENV_PREFIX + name: blank for name in names}) == config.Config()
+        assert config.load({}, {name: blank for name in names}) == config.Config()
+    assert config.load({"WARMSTART_STEPS": "", "STEPS": "7"}).steps == 7
+
+
+def test_integers_in_scientific_notation_when_whole() -> None:
+    assert config.load({"STEPS": "1e6", "EVAL_EVERY": "2.5e4"}).steps == 1_000_000
+    assert config.load({"EVAL_EVERY": "2.5e4"}).eval_every == 25_000
+    with pytest.raises(ConfigError, match=r"^STEPS='1.5e0' is not valid: expected an integer"):
+        config.load({"STEPS": "1.5e0"})
+
+
+@pytest.mark.parametrize(("game_id", "name"), [
+    ("PongNoFrameskip-v4", "pong"), ("ALE/Pong-v5", "pong"), ("Pong-v5", "pong"),
+    ("BreakoutDeterministic-v4", "breakout"), ("SpaceInvaders-v0", "space_invaders"),
+    ("ALE/MsPacman-ram-v5", "ms_pacman"), ("MontezumaRevengeNoFrameskip-v4", "montezuma_revenge"),
+])
+def test_game_ids_from_gym_ale_and_sb3_map_to_rlpyt_names(game_id: str, name: str) -> None:
+    logged: list[str] = []
+    assert config.load({"GAME": game_id}, log=logged.append).game == name
+    assert logged == [f"GAME={game_id} is rlpyt's {name}; using {name}"]
+    quiet: list[str] = []
+    assert config.load({"GAME": name}, log=quiet.append).game == name and quiet == []
+
+
+@pytest.mark.parametrize(("game_id", "hint"), [
+    ("Pongg-v4", "did you mean pong?"), ("SpaceInvader", "did you mean space_invaders"),
+    ("ALE/Breakot-v5", "did you mean breakout"),
+])
+def test_unknown_game_ids_get_a_did_you_mean(game_id: str, hint: str) -> None:
+    with pytest.raises(ConfigError, match=f"^GAME='{game_id}' is not a known Atari game: {hint}"):
+        config.load({"GAME": game_id})
+
+
 @pytest.mark.parametrize(("env", "value", "allowed"), [
     ("STEPS", "0", "an integer >= 1"),
     ("STEPS", "-5", "an integer >= 1"),
     ("STEPS", "lots", "an integer >= 1"),
     ("REPLAY_SIZE", "1.5e3x", "an integer"),
     ("BATCH_SIZE", "32.5", "an integer"),
+    ("STEPS", "1.5e0", "an integer >= 1"),
+    ("STEPS", "1e400", "an integer >= 1"),
     ("LR", "fast", "a number >= 0"),
     ("DOUBLE_DQN", "maybe", "1/0, true/false"),
     ("DEVICE", "tpu", "one of auto, cpu, cuda"),
@@ -90,3 +131,21 @@ def test_bad_variable_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -
 def test_flag_overrides_environment_and_is_validated(tmp_path: Path) -> None:
     result = warmstart("train", "--game", "nosuchgame", CKPT_DIR=str(tmp_path), GAME="pong")
     assert result.returncode == 2 and "GAME='nosuchgame'" in result.stderr
+
+
+def test_train_says_how_it_read_the_game_and_warns_of_too_many_threads(tmp_path: Path) -> None:
+    """One line each: the gym id's rlpyt name, and threads beyond the CPUs it may use."""
+    from warmstart.engine.cpus import usable_cpus
+
+    threads = usable_cpus() + 3
+    result = warmstart(CKPT_DIR=str(tmp_path), GAME="PongNoFrameskip-v4", STEPS="100",
+                       MIN_STEPS_LEARN="100000", REPLAY_SIZE="1000", ENGINE="native",
+                       TORCH_THREADS=str(threads))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert sum("GAME=PongNoFrameskip-v4 is rlpyt's pong; using pong" in line
+               for line in lines) == 1
+    warnings = [line for line in lines if "warning: TORCH_THREADS" in line]
+    assert len(warnings) == 1 and f"{threads} is more than the {usable_cpus()} CPU" in warnings[0]
+    assert f"{threads} torch threads, game pong" in result.stdout
+    assert (tmp_path / "run_0" / "params.pkl").exists()

@@ -90,7 +90,7 @@ def test_eval_refuses_bad_snapshots_with_exit_3(rlpyt_snapshot: Path, tmp_path: 
     truncated = tmp_path / "params.pkl"
     truncated.write_bytes(rlpyt_snapshot.read_bytes()[:1_000_000])
     for args, message in (
-            ([str(truncated)], "params.pkl: not a readable torch snapshot"),
+            ([str(truncated)], "params.pkl: not a snapshot file: a zip archive that is cut short"),
             ([str(rlpyt_snapshot), "--game", "breakout"], "6 actions but GAME=breakout has 4"),
             ([str(tmp_path / "empty")], "no params.pkl or itr_N.pkl under this folder")):
         (tmp_path / "empty").mkdir(exist_ok=True)

@@ -6,7 +6,6 @@ order of operations, so agreement is exact (bit for bit), not approximate.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from warmstart.engine.model import AtariDqnModel, state_dict_signature
 
-REPO = Path(__file__).resolve().parent.parent
 PONG_PARAMETERS = 3_620_518
 
 PLAIN_LAYOUT = [
@@ -35,22 +33,10 @@ DUELING_LAYOUT = PLAIN_LAYOUT[:6] + [
 ]
 
 
-def fixtures_dir() -> Path:
-    """WARMSTART_FIXTURES, else SHARED_FIXTURES (what .ci/run sets), else ../shared/fixtures."""
-    for name in ("WARMSTART_FIXTURES", "SHARED_FIXTURES"):
-        if os.environ.get(name):
-            return Path(os.environ[name])
-    return REPO.parent / "shared" / "fixtures"
-
-
 @pytest.fixture
-def pong_state_dict() -> OrderedDict[str, torch.Tensor]:
+def pong_state_dict(rlpyt_snapshot: Path) -> OrderedDict[str, torch.Tensor]:
     """The online model of a real rlpyt pong snapshot (example 1, 10k steps)."""
-    path = fixtures_dir() / "rlpyt" / "pong_example1" / "params.pkl"
-    if not path.exists():
-        pytest.skip(f"rlpyt fixture not found at {path}; "
-                    "set WARMSTART_FIXTURES to the shared fixtures folder")
-    return torch.load(path, weights_only=True)["agent_state_dict"]["model"]
+    return torch.load(rlpyt_snapshot, weights_only=True)["agent_state_dict"]["model"]
 
 
 def reference_q(sd: dict[str, torch.Tensor], obs: torch.Tensor,

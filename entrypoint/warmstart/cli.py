@@ -133,8 +133,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     flags = {"GAME": args.game, "SEED": args.seed, "DEVICE": args.device,
              "EVAL_EPISODES": None if args.episodes is None else str(args.episodes)}
-    settings = config.from_environment({k: v for k, v in flags.items() if v is not None})
-    return run(args.path or settings.ckpt_dir, settings, game=args.game,
+    settings = config.from_environment({k: v for k, v in flags.items() if v is not None},
+                                       log=print)
+    return run(args.path or settings.ckpt_dir, settings, game=args.game and settings.game,
                epsilon=args.epsilon, max_steps=args.max_steps, video_path=args.video)
 
 
@@ -187,11 +188,11 @@ def _run(args_list: list[str]) -> int:
             return _eval(args)
         if args.command == "lineage":
             return _lineage(args.path, args.curve)
-        from .train import run
+        from .train import log, run
 
         overrides = {f.metadata["env"]: getattr(args, f.metadata["env"])
                      for f in config.settings() if getattr(args, f.metadata["env"]) is not None}
-        return run(config.from_environment(overrides))
+        return run(config.from_environment(overrides, log=log))
     except UserError as err:
         print(f"warmstart: error: {err}", file=sys.stderr, flush=True)
         return err.exit_code

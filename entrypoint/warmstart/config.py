@@ -68,7 +68,9 @@ class Config:
         "Seconds to wait for another trainer still writing this run (a replaced pod writing "
         "its final snapshot) before exiting 5; longer than the manifests' 120 s grace period.",
         minimum=0)
-    game: str = _setting("GAME", "pong", "Atari game, rlpyt's snake_case name.", kind="game")
+    game: str = _setting(
+        "GAME", "pong", "Atari game, rlpyt's snake_case name; a gym, gymnasium or ALE id "
+        "(PongNoFrameskip-v4, ALE/Pong-v5) is read as that name, said in the log.", kind="game")
     steps: int = _setting(
         "STEPS", 50_000, "Env steps to train in this job (rounded up to whole sampler batches of 4).",
         minimum=1)
@@ -103,7 +105,8 @@ class Config:
     torch_threads: int = _setting(
         "TORCH_THREADS", 0,
         "torch intra-op threads; 0 = every CPU the process may use (its affinity, capped by a "
-        "container's CPU quota).", minimum=0)
+        "container's CPU quota). More than those is honoured, with a warning in the log.",
+        minimum=0)
     deterministic: bool = _setting(
         "DETERMINISTIC", False,
         "Make torch pick deterministic kernels (use_deterministic_algorithms, cuDNN "
@@ -232,7 +235,19 @@ _PARSERS: dict[type, Callable[[str], Any]] = {
     int: _parse_int, float: float, bool: _parse_bool, Path: Path, str: _parse_name}
 
 
-def _parse_value(f: dataclasses.Field, raw: str) -> Any:
+def _parse_game(raw: str, log: Callable[[str], None]) -> str:
+    """rlpyt's name for ``raw``; a gym/ALE id (``PongNoFrameskip-v4``) is mapped, said in the log."""
+    name = games.rlpyt_name(raw)
+    try:
+        games.minimal_action_count(name)
+    except ValueError as err:
+        raise ConfigError(f"GAME={err}") from None
+    if name != raw:
+        log(f"GAME={raw} is rlpyt's {name}; using {name}")
+    return name
+
+
+def _parse_value(f: dataclasses.Field, raw: str, log: Callable[[str], None]) -> Any:
     env = f.metadata["env"]
     bad = ConfigError(f"{env}={raw!r} is not valid: expected {allowed_text(f)}.")
     if f.metadata["choices"]:
@@ -240,11 +255,7 @@ def _parse_value(f: dataclasses.Field, raw: str) -> Any:
             raise bad
         return raw
     if f.metadata["kind"] == "game":
-        try:
-            games.minimal_action_count(raw)
-        except ValueError as err:
-            raise ConfigError(f"GAME={err}") from None
-        return raw
+        return _parse_game(raw, log)
     try:
         value = _PARSERS[_base_type(f)](raw.strip())
     except (ValueError, OverflowError):
@@ -255,11 +266,13 @@ def _parse_value(f: dataclasses.Field, raw: str) -> Any:
     return value
 
 
-def load(environ: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> Config:
+def load(environ: Mapping[str, str], overrides: Mapping[str, str] | None = None, *,
+         log: Callable[[str], None] = lambda _: None) -> Config:
     """Build the config: flag > ``WARMSTART_<NAME>`` > ``<NAME>`` > default.
 
-    ``overrides`` maps environment-variable names to raw flag values. An empty variable counts
-    as unset, as shells and Kubernetes manifests often leave them.
+    ``overrides`` maps environment-variable names to raw flag values. An empty (or blank)
+    variable or flag counts as unset, as shells, make and Kubernetes manifests often leave
+    them. ``log`` hears what was read differently from how it was written (a gym game id).
     """
     known = {f.metadata["env"] for f in settings()}
     for name in environ:
@@ -272,17 +285,17 @@ def load(environ: Mapping[str, str], overrides: Mapping[str, str] | None = None)
     values: dict[str, Any] = {}
     for f in settings():
         env = f.metadata["env"]
-        raw = (overrides or {}).get(env)
-        if raw is None:
-            raw = environ.get(ENV_PREFIX + env) or environ.get(env) or None
+        given = ((overrides or {}).get(env), environ.get(ENV_PREFIX + env), environ.get(env))
+        raw = next((value for value in given if value is not None and value.strip()), None)
         if raw is not None:
-            values[f.name] = _parse_value(f, raw)
+            values[f.name] = _parse_value(f, raw, log)
     return Config(**values)
 
 
-def from_environment(overrides: Mapping[str, str] | None = None) -> Config:
+def from_environment(overrides: Mapping[str, str] | None = None, *,
+                     log: Callable[[str], None] = lambda _: None) -> Config:
     """The config for this process."""
-    return load(os.environ, overrides)
+    return load(os.environ, overrides, log=log)
 
 
 def markdown_table() -> str:

@@ -12,6 +12,7 @@ import contextlib
 import difflib
 import functools
 import io
+import re
 
 from ale_py import ALEInterface, LoggerMode, roms
 
@@ -57,6 +58,36 @@ def _rom_paths() -> dict[str, str]:
     return found
 
 
+_FOREIGN_ID = re.compile(
+    r"(?:ALE/)?(?P<name>[A-Za-z0-9_]+?)(?:-ram)?(?:NoFrameskip|Deterministic)?(?:-v\d+)?")
+"""Game ids as gym, gymnasium, ALE, Stable-Baselines3 and rl-zoo write them: ``PongNoFrameskip-v4``,
+``ALE/Pong-v5``, ``Pong-ram-v0``, ``BreakoutDeterministic-v4``; the part before the suffixes is
+the game's PascalCase name (ale-py's ``SpaceInvaders`` for rlpyt's ``space_invaders``)."""
+
+
+def _squashed(name: str) -> str:
+    """A game name without case or separators: PascalCase and snake_case meet here."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _base_name(game_id: str) -> str:
+    """``PongNoFrameskip-v4`` -> ``Pong``; a plain name stays as it is."""
+    found = _FOREIGN_ID.fullmatch(game_id)
+    return found.group("name") if found else game_id
+
+
+def rlpyt_name(game_id: str) -> str:
+    """rlpyt's snake_case name for a game id users bring from another library, else the id.
+
+    ``PongNoFrameskip-v4``, ``ALE/Pong-v5`` and ``Pong-v5`` all mean ``pong``; an id that names
+    no game comes back unchanged for ``rom_path`` to refuse with a "did you mean".
+    """
+    if game_id in _rom_paths():
+        return game_id
+    by_squashed = {_squashed(game): game for game in _rom_paths()}
+    return by_squashed.get(_squashed(_base_name(game_id)), game_id)
+
+
 def available_games() -> list[str]:
     """Sorted names of the games this ale-py can load, in rlpyt's snake_case."""
     return list(_rom_paths())
@@ -76,9 +107,10 @@ def _unknown_game_hint(game: str) -> str:
         if _quiet_rom_path(game) is None:
             return "its ROM file is missing or not ale-py's (is ALE_ROMS_DIR set?)"
         return "ale-py ships this ROM but cannot load it for single-player play"
-    close = difflib.get_close_matches(game, list(_rom_paths()), n=3)
+    by_squashed = {_squashed(name): name for name in _rom_paths()}
+    close = difflib.get_close_matches(_squashed(_base_name(game)), list(by_squashed), n=3)
     if close:
-        return f"did you mean {', '.join(close)}?"
+        return f"did you mean {', '.join(by_squashed[c] for c in close)}?"
     return f"ale-py's games include {', '.join(list(_rom_paths())[:6])}, ..."
 
 

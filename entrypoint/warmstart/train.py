@@ -54,7 +54,11 @@ def _set_threads(config: Config) -> int:
 
     from .engine.cpus import usable_cpus
 
-    threads = config.torch_threads or usable_cpus()
+    usable = usable_cpus()
+    threads = config.torch_threads or usable
+    if threads > usable:
+        log(f"warning: TORCH_THREADS={threads} is more than the {usable} CPU(s) this process "
+            "may use; the threads will take turns (slower). Unset it to use all of them.")
     torch.set_num_threads(threads)
     return threads
 

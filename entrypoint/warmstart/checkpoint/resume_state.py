@@ -98,14 +98,19 @@ class ResumeState:
         try:
             with zipfile.ZipFile(path) as zf:
                 self.meta: dict[str, Any] = json.loads(zf.read(META))
-            if self.meta.get("format") != FORMAT:
-                raise ValueError(f"format {self.meta.get('format')!r}, expected {FORMAT}")
         except (OSError, zipfile.BadZipFile, KeyError, ValueError) as err:
             raise self._unreadable(err) from None
+        if isinstance(self.meta, dict) and self.meta.get("format") != FORMAT:
+            raise self._unreadable(f"format {self.meta.get('format')!r}, expected {FORMAT}")
+        if not (isinstance(self.meta, dict) and isinstance(self.meta.get("state"), dict)
+                and isinstance(self.meta.get("settings"), dict)
+                and isinstance(self.meta.get("params_sha256"), str)):
+            raise self._unreadable(f"{META} is not the record this trainer writes")
 
-    def _unreadable(self, err: Exception) -> SnapshotError:
+    def _unreadable(self, why: Exception | str) -> SnapshotError:
+        what = why if isinstance(why, str) else f"{type(why).__name__}: {why}"
         return SnapshotError(
-            f"{self.path}: unreadable resume state ({type(err).__name__}: {err}); delete it to "
+            f"{self.path}: unreadable resume state ({what}); delete it to "
             "resume with a fresh replay (not exact), or set RESUME_STATE=off.")
 
     @property
@@ -194,8 +199,8 @@ def find(run_path: Path, snapshot: snap.Snapshot, config: Config,
             "belongs to, or delete the resume-itr_*.npz files (or set RESUME_STATE=off) to "
             "resume with a fresh replay (not exact).")
     state = mine[-1]
-    differ = {k: (v, config.as_dict()[k]) for k, v in state.meta["settings"].items()
-              if config.as_dict()[k] != v}
+    differ = {k: (v, config.as_dict().get(k)) for k, v in state.meta["settings"].items()
+              if config.as_dict().get(k) != v}
     if differ:
         what = ", ".join(f"{k}={now} (the run used {was})" for k, (was, now) in differ.items())
         raise ConfigError(

@@ -56,9 +56,10 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
     """The run's manifest, or None when the folder is not one of ours (or never got that far)."""
     try:
         manifest = json.loads((run_dir / MANIFEST).read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
         return None
-    return manifest if manifest.get("format") == MANIFEST_FORMAT else None
+    return manifest if isinstance(manifest, dict) and manifest.get(
+        "format") == MANIFEST_FORMAT else None
 
 
 def read_progress(run_dir: Path) -> list[dict[str, str]]:
@@ -96,7 +97,12 @@ class RunDir:
         self.manifest = manifest
         self._gap_itrs = max(1, config.snapshot_every // SAMPLER_BATCH)
         self.protected: Path | None = None  # the snapshot this process started from
-        self._rows: list[dict[str, Any]] = read_progress(self.path)
+        try:
+            self._rows: list[dict[str, Any]] = read_progress(self.path)
+        except (OSError, csv.Error, UnicodeDecodeError):
+            raise snap.SnapshotError(
+                f"{self.path / PROGRESS}: not a progress.csv this trainer can read; move it "
+                "aside to resume this run (its log then starts again from here).") from None
 
     @property
     def name(self) -> str:

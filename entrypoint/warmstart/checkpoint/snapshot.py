@@ -13,6 +13,7 @@ import hashlib
 import io
 import pickle
 import re
+import warnings
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -40,6 +41,11 @@ _DUELING_KEYS = _CONV_KEYS + (
 
 class UnsafeSnapshotError(SnapshotError):
     """A file that would execute code when unpickled: never skipped quietly, always refused."""
+
+
+class NotASnapshotError(SnapshotError):
+    """A file named like a snapshot that torch cannot read at all: empty, cut short, damaged
+    or another kind of file. Discovery skips it (with a log line) like any unusable snapshot."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,10 @@ class Snapshot:
 
 def model_shape(state_dict: dict[str, torch.Tensor], source: Path) -> ModelShape:
     """Read (n_actions, dueling) off rlpyt AtariDqnModel keys; refuse anything else plainly."""
+    if not isinstance(state_dict, dict) or not all(
+            isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise SnapshotError(f"{source}: agent_state_dict does not hold a model state dict "
+                            "(names mapped to tensors); this is not an rlpyt snapshot.")
     dueling = "head.advantage_bias" in state_dict
     expected = _DUELING_KEYS if dueling else _PLAIN_KEYS
     missing = [k for k in expected if k not in state_dict]
@@ -92,7 +102,7 @@ def model_shape(state_dict: dict[str, torch.Tensor], source: Path) -> ModelShape
             "only AtariDqnModel snapshots (plain or dueling) can be warm-started.")
     out = state_dict[_DUELING_OUT if dueling else _PLAIN_OUT]
     first = state_dict["conv.conv.0.weight"]
-    if tuple(first.shape) != (32, 4, 8, 8):
+    if tuple(first.shape) != (32, 4, 8, 8) or out.dim() != 2:
         raise SnapshotError(
             f"{source}: first conv layer has shape {tuple(first.shape)}, expected (32, 4, 8, 8) "
             "(4 stacked 104x80 frames); this is not an rlpyt AtariDqnModel snapshot.")
@@ -100,27 +110,79 @@ def model_shape(state_dict: dict[str, torch.Tensor], source: Path) -> ModelShape
 
 
 def _torch_load(path: Path, source: Path | io.BytesIO, *, mmap: bool = False) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True``, turning each failure into a plain sentence."""
+    """``torch.load`` with ``weights_only=True``; any failure becomes one ``SnapshotError``.
+
+    The file comes from a volume anyone may have written to, so every exception the loader
+    raises is caught: torch's weights-only unpickler meets random bytes with ``IndexError`` or
+    ``KeyError`` as often as with ``UnpicklingError``. Its warnings (a pickle protocol it does
+    not expect) are torch's business, not the user's, and stay out of the output.
+    """
     try:
-        loaded = torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: snapshot file does not exist.") from None
+    except PermissionError as err:
+        raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror}).") from None
+    except OSError:
+        if mmap:  # a file system without mmap, or a file cut short: read it whole to tell
+            return _torch_load(path, path)
+        raise _unreadable(path) from None
+    except Exception as err:  # noqa: BLE001 - see the docstring: the input is hostile
+        refused = _refused_global(err)
+        if refused:
             raise UnsafeSnapshotError(
-                f"{path}: refused to load: the file would run code on load (it pickles "
-                "objects beyond tensors and plain containers). Re-save it with plain "
-                "dicts/tensors from a trusted rlpyt install, or delete it.") from None
-        raise SnapshotError(f"{path}: not a readable torch snapshot ({err}); it may be "
-                            "truncated or corrupt. Delete it or point INIT_SNAPSHOT at "
-                            "another file.") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as err:
-        first_line = str(err).splitlines()[0][:200] if str(err) else "empty"
-        raise SnapshotError(
-            f"{path}: not a readable torch snapshot ({type(err).__name__}: {first_line}); "
-            "it may be truncated or corrupt. Delete it or point INIT_SNAPSHOT at another "
-            "file.") from None
+                f"{path}: refused to load: the file pickles {refused}, which would run code "
+                "on load (only tensors and plain containers are loaded). Re-save it with "
+                "plain dicts and tensors from a trusted rlpyt install, or delete it.") from None
+        raise _unreadable(path) from None
     if not isinstance(loaded, dict):
-        raise SnapshotError(f"{path}: holds a {type(loaded).__name__}, not rlpyt's snapshot dict.")
+        raise SnapshotError(f"{path}: holds a {type(loaded).__name__}, not rlpyt's snapshot "
+                            "dict (itr, cum_steps, agent_state_dict, optimizer_state_dict).")
     return loaded
+
+
+_REFUSED_GLOBAL = re.compile(
+    r"Unsupported global: GLOBAL (\S+) was not|unsupported GLOBAL (\S+) whose module")
+_PYTHON_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def _refused_global(err: Exception) -> str | None:
+    """The Python name a pickle asked for and the unpickler refused, if that is what failed.
+
+    Only that means "would run code": the same exception type also reports garbage bytes read
+    as pickle opcodes, whose "names" are not Python names (torch drops ``builtins.`` from
+    the name it reports, so ``exec`` comes undotted).
+    """
+    if not isinstance(err, pickle.UnpicklingError):
+        return None
+    found = _REFUSED_GLOBAL.search(str(err))
+    name = found and (found.group(1) or found.group(2))
+    return name if name and _PYTHON_NAME.fullmatch(name) else None
+
+
+def _unreadable(path: Path) -> SnapshotError:
+    """Say what the file looks like instead of a snapshot, judged by its first bytes."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return SnapshotError(f"{path}: cannot read snapshot ({err.strerror}).")
+    if not head:
+        what = "the file is empty"
+    elif head.startswith(b"PK") and not zipfile.is_zipfile(path):
+        what = ("a zip archive that is cut short (a crash while copying or writing leaves "
+                "one like this)")
+    elif head.startswith(b"PK"):
+        what = ("a zip archive without a snapshot torch can read safely inside (damaged, "
+                "parts missing or renamed, or pickled with a protocol other than torch's 2)")
+    elif head.startswith(b"\x80"):
+        what = "a pickle that is cut short, damaged, or not torch's"
+    else:
+        what = "neither a torch archive nor a pickle"
+    return NotASnapshotError(f"{path}: not a snapshot file: {what}. Delete it, or point "
+                             "INIT_SNAPSHOT at another file.")
 
 
 def _as_int(path: Path, params: dict[str, Any], key: str) -> int:
@@ -131,6 +193,25 @@ def _as_int(path: Path, params: dict[str, Any], key: str) -> int:
         raise SnapshotError(f"{path}: '{key}' is {value!r}, expected a non-negative int "
                             "as rlpyt writes it.")
     return value
+
+
+def _is_optimizer_state(value: Any) -> bool:
+    """Whether ``value`` has the shape every reader of it relies on (lr, per-parameter step)."""
+    if not isinstance(value, dict):
+        return False
+    state, groups = value.get("state"), value.get("param_groups")
+    return (isinstance(state, dict) and all(isinstance(s, dict) for s in state.values())
+            and all(_is_number(s["step"]) for s in state.values() if "step" in s)
+            and isinstance(groups, list) and bool(groups)
+            and all(isinstance(g, dict) and _is_number(g.get("lr"))
+                    and isinstance(g.get("params"), list) for g in groups))
+
+
+def _is_number(value: Any) -> bool:
+    """A real number as Python or a one-element tensor holds it (Adam's ``step`` is either)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.is_complex()
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def read(path: Path) -> Snapshot:
@@ -147,6 +228,7 @@ def read(path: Path) -> Snapshot:
         raise SnapshotError(
             f"{path}: missing {', '.join(missing)}; expected rlpyt's snapshot dict "
             "(itr, cum_steps, agent_state_dict, optimizer_state_dict).")
+    itr, cum_steps = _as_int(path, params, "itr"), _as_int(path, params, "cum_steps")
     agent = params["agent_state_dict"]
     if not isinstance(agent, dict):
         raise SnapshotError(f"{path}: agent_state_dict is a {type(agent).__name__}, not a dict.")
@@ -158,11 +240,11 @@ def read(path: Path) -> Snapshot:
     if model_shape(target, path) != shape:
         raise SnapshotError(f"{path}: agent_state_dict's model and target differ in shape.")
     optimizer = params.get("optimizer_state_dict")
-    if optimizer is not None and not (
-            isinstance(optimizer, dict) and "state" in optimizer and "param_groups" in optimizer):
-        raise SnapshotError(f"{path}: optimizer_state_dict is not a torch.optim state dict.")
+    if optimizer is not None and not _is_optimizer_state(optimizer):
+        raise SnapshotError(f"{path}: optimizer_state_dict is not a torch.optim state dict "
+                            "(per-parameter state and param groups with a learning rate).")
     return Snapshot(
-        path=path, itr=_as_int(path, params, "itr"), cum_steps=_as_int(path, params, "cum_steps"),
+        path=path, itr=itr, cum_steps=cum_steps,
         model=OrderedDict(model), target=OrderedDict(target), optimizer=optimizer, shape=shape,
         sha256=hashlib.sha256(data).hexdigest())
 
