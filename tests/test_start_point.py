@@ -8,8 +8,11 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import SHORT_RUN, warmstart
 from warmstart.checkpoint import discovery, progress, records
@@ -213,3 +216,58 @@ def test_larger_steps_extends_a_finished_run(tmp_path: Path) -> None:
     assert len(manifest["starts"]) == 2
     assert [int(r["Diagnostics/Iteration"]) for r in _progress_rows(run)] == [49, 99, 149, 199]
 
+
+
+_RLPYT_CHAIN = """
+import sys, torch
+from rlpyt.agents.dqn.atari.atari_dqn_agent import AtariDqnAgent
+from rlpyt.agents.dqn.dqn_agent import DqnAgent
+from rlpyt.algos.dqn.dqn import DQN
+from rlpyt.envs.atari.atari_env import AtariEnv, AtariTrajInfo
+from rlpyt.runners.minibatch_rl import MinibatchRl
+from rlpyt.samplers.serial.sampler import SerialSampler
+from rlpyt.utils.logging.context import logger_context
+from warmstart.engine.rlpyt_engine import wants_whole_agent_state_dict
+
+log_dir, steps = sys.argv[1], int(sys.argv[2])
+previous = sys.argv[3] if len(sys.argv) > 3 else None
+saved = torch.load(previous, weights_only=True) if previous else None
+agent_state = None if saved is None else (
+    saved["agent_state_dict"] if wants_whole_agent_state_dict(DqnAgent)
+    else saved["agent_state_dict"]["model"])
+torch.set_num_threads(1)
+runner = MinibatchRl(
+    algo=DQN(min_steps_learn=400, replay_size=2000,
+             initial_optim_state_dict=None if saved is None else saved["optimizer_state_dict"]),
+    agent=AtariDqnAgent(initial_model_state_dict=agent_state),
+    sampler=SerialSampler(EnvCls=AtariEnv, TrajInfoCls=AtariTrajInfo,
+                          env_kwargs={"game": "pong"}, batch_T=4, batch_B=1,
+                          max_decorrelation_steps=0),
+    n_steps=steps, log_interval_steps=steps, seed=1)
+config = {"game": "pong", "algo": {"min_steps_learn": 400, "replay_size": 2000}}
+with logger_context(log_dir, 0, "dqn_pong", config, snapshot_mode="last", override_prefix=True):
+    runner.train()
+"""
+
+
+def test_chain_made_by_rlpyt_itself(tmp_path: Path) -> None:
+    """rlpyt's own recipe, twice: a 1,200-step pong run and an 800-step continuation."""
+    pytest.importorskip("rlpyt.runners.minibatch_rl", reason="rlpyt is not importable here")
+    first, second = tmp_path / "first", tmp_path / "second"
+    chain = ((first, "1200"), (second, "800", str(first / "run_0" / "params.pkl")))
+    for log_dir, *args in chain:
+        made = subprocess.run([sys.executable, "-c", _RLPYT_CHAIN, str(log_dir), *args],
+                              capture_output=True, text=True, timeout=600, check=False)
+        assert made.returncode == 0, made.stdout + made.stderr
+    original, continuation = first / "run_0" / "params.pkl", second / "run_0" / "params.pkl"
+    # what rlpyt wrote: the counters restarted, Adam's step went on (100 fill itr, then updates)
+    assert snap.read_training(original) == snap.Counters(itr=299, cum_steps=1196, updates=200)
+    assert snap.read_training(continuation) == snap.Counters(itr=199, cum_steps=796,
+                                                             updates=300)
+    _same_mtime(tmp_path)
+    found = discovery.newest(discovery.candidates(tmp_path), strict=False, log=lambda _: None,
+                             game="pong")
+    assert found is not None and found.path == continuation
+    where = progress.of(found, records.beside(continuation), load({}))
+    # real: itr 499 (cum_steps 1996); short by the continuation's 100 fill iterations
+    assert (where.source, where.itr) == ("estimate", 399)
