@@ -116,7 +116,8 @@ def test_discovery_picks_most_training_and_skips_broken(rlpyt_snapshot: Path,
     logged: list[str] = []
     found = discovery.newest(discovery.candidates(tmp_path), strict=False, log=logged.append)
     assert found is not None and found.itr == 999
-    assert len(logged) == 1 and "itr_1999.pkl" in logged[0]
+    assert len(logged) == 2 and "itr_1999.pkl" in logged[0]
+    assert logged[1].startswith(f"newest of 3 snapshots: {tmp_path / 'run_3' / 'itr_999.pkl'}")
     with pytest.raises(SnapshotError, match="itr_1999.pkl"):
         discovery.newest(discovery.candidates(tmp_path), strict=True, log=logged.append)
 

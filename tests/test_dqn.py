@@ -9,13 +9,13 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
+from warmstart.config import updates_per_iteration
 from warmstart.engine.batch import ReplayBatch
 from warmstart.engine.dqn import (
     DqnLearner,
     UpdateInfo,
     load_optimizer_state,
     make_optimizer,
-    updates_per_iteration,
 )
 from warmstart.engine.model import AtariDqnModel
 

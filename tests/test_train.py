@@ -88,17 +88,6 @@ def test_breakout_dueling_double_prioritized(tmp_path: Path) -> None:
     assert model["head.advantage_out.weight"].shape == (4, 512)
 
 
-def test_snapshot_of_another_game_is_refused_untouched(rlpyt_run_dir: Path) -> None:
-    snapshot = rlpyt_run_dir / "pong_example1" / "params.pkl"
-    before = _sha(snapshot)
-    result = warmstart(CKPT_DIR=str(rlpyt_run_dir), GAME="breakout", **SHORT_RUN)
-    assert result.returncode == 3
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "6 actions but GAME=breakout has 4" in result.stderr
-    assert _sha(snapshot) == before
-    assert sorted(p.name for p in rlpyt_run_dir.iterdir()) == ["pong_example1"]
-
-
 def test_dueling_mismatch_is_refused(rlpyt_run_dir: Path) -> None:
     result = warmstart(CKPT_DIR=str(rlpyt_run_dir), DUELING="1", **SHORT_RUN)
     assert result.returncode == 3 and "set DUELING=0" in result.stderr

@@ -29,6 +29,15 @@ SAMPLER_BATCH = 4
 """Env steps per sampler iteration: rlpyt example 1's serial sampler (batch_T=4, batch_B=1).
 A snapshot's ``itr`` counts these iterations and ``cum_steps = itr * SAMPLER_BATCH``."""
 
+
+def updates_per_iteration(replay_ratio: float, sampler_batch_size: int, batch_size: int) -> int:
+    """Gradient updates per sampler iteration, as rlpyt's ``DQN.initialize`` computes them.
+
+    The engines train with it; the checkpoint store uses it to tell how many updates a
+    snapshot's ``cum_steps`` allow (a reset-counter chain has more)."""
+    return max(1, round(replay_ratio * sampler_batch_size / batch_size))
+
+
 COLD_MIN_STEPS_LEARN = 50_000
 WARM_MIN_STEPS_LEARN = 1_000
 
@@ -59,6 +68,12 @@ class Config:
     strict_snapshots: bool = _setting(
         "STRICT_SNAPSHOTS", False,
         "Stop on an unreadable snapshot instead of falling back to the newest readable one.")
+    progress_steps: int | None = _setting(
+        "PROGRESS_STEPS", None,
+        "Env steps the warm-start snapshot's lineage really trained, when you know it better than "
+        "its counters (e.g. the sum of a chain of rlpyt runs' steps): the new run's cum_steps, "
+        "epsilon and beta continue from it. Unset: the snapshot's cum_steps, or an estimate from "
+        "its optimizer's update count when rlpyt's warm start reset them.", minimum=0)
     run_name: str | None = _setting(
         "RUN_NAME", None,
         "Name of this job's run folder. Set it (e.g. to the Kubernetes Job name) so a restarted "
@@ -72,8 +87,10 @@ class Config:
         "GAME", "pong", "Atari game, rlpyt's snake_case name; a gym, gymnasium or ALE id "
         "(PongNoFrameskip-v4, ALE/Pong-v5) is read as that name, said in the log.", kind="game")
     steps: int = _setting(
-        "STEPS", 50_000, "Env steps to train in this job (rounded up to whole sampler batches of 4).",
-        minimum=1)
+        "STEPS", 50_000,
+        "Env steps this run trains from its start (rounded up to whole sampler batches of 4). "
+        "Re-run a RUN_NAME run with a larger STEPS to extend it to the new total; a smaller one "
+        "never shortens it.", minimum=1)
     seed: int = _setting("SEED", 0, "Seeds torch, numpy, the emulator and the start no-ops.",
                          minimum=0)
     device: str = _setting("DEVICE", "auto", "Where the network runs; auto picks cuda when present.",

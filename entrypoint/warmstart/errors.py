@@ -52,7 +52,7 @@ EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 
 EXIT_CODES: dict[int, str] = {
-    0: "done (or the run named by RUN_NAME had already reached its target)",
+    0: "done (or the run named by RUN_NAME had already reached or passed its target)",
     ConfigError.exit_code: "bad configuration (environment variable or flag)",
     SnapshotError.exit_code: "bad snapshot (missing, corrupt, unsafe, or for another game/head)",
     VolumeError.exit_code: "checkpoint volume problem (missing, read-only, full)",

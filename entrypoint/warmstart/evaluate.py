@@ -10,7 +10,6 @@ iteration played, so with ``EVAL_EPISODES`` games the score matches its ``Eval/`
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,21 +17,9 @@ from pathlib import Path
 from . import games
 from .checkpoint import discovery
 from .checkpoint import snapshot as snap
-from .checkpoint.run import PARAMS_JSON, read_manifest
+from .checkpoint.records import recorded_game
 from .config import Config
 from .errors import SnapshotError
-
-
-def recorded_game(snapshot_path: Path) -> str | None:
-    """The game the run folder of ``snapshot_path`` says it trained, if it says."""
-    manifest = read_manifest(snapshot_path.parent)
-    if manifest is not None:
-        return str(manifest["game"])
-    try:
-        game = json.loads((snapshot_path.parent / PARAMS_JSON).read_text())["game"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return game if isinstance(game, str) else None
 
 
 def run(path: Path, config: Config, *, game: str | None, epsilon: float, max_steps: int,

@@ -107,8 +107,7 @@ def run(config: Config) -> int:
     stop = StopRequest()
     _install_signal_handlers(stop)
     start = prepare(config, engine=engine_name, n_actions=n_actions, log=log)
-    if start is None:
-        log(f"run {config.run_name} already reached its target; nothing to do")
+    if start is None:  # the run is at or past its target; prepare said which
         return 0
     run_dir, snapshot = start.run, start.snapshot
     budget = run_dir.budget

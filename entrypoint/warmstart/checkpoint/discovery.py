@@ -1,18 +1,26 @@
 """Find the snapshot to start from: the newest usable one under the checkpoint volume.
 
 rlpyt's runs nest (``<prefix>/<date>/<name>/run_<id>/params.pkl``) and users copy them around,
-so the whole tree is searched. "Newest" means most training (``cum_steps``), with the file's
-mtime breaking ties; a file that cannot be read is named in the log and the next one is tried,
-unless strict mode asks to stop there.
+so the whole tree is searched. "Newest" means most training: the optimizer's update count
+first (Adam's ``step``: it keeps counting across rlpyt's warm starts, which restart ``itr`` and
+``cum_steps`` at 0), then ``cum_steps``, then the file's mtime (useless once a volume was
+copied, so the last resort). A file that cannot be read is named in the log and the next one is
+tried, unless strict mode asks to stop there. Given a game, snapshots whose folder records
+another game are passed over, in one log line.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import records
 from . import snapshot as snap
+
+_NAMED = 3
+"""Paths named in a log line before the rest are counted: one line stays one line."""
 
 
 def candidates(root: Path) -> Iterator[Path]:
@@ -24,17 +32,71 @@ def candidates(root: Path) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
-def newest(paths: Iterator[Path] | list[Path], *, strict: bool,
-           log: Callable[[str], None]) -> snap.Snapshot | None:
-    """Load the candidate with the largest ``cum_steps`` that reads cleanly; None if no candidate.
+@dataclass(frozen=True)
+class _Candidate:
+    path: Path
+    counters: snap.Counters
+    mtime: float
+
+    @property
+    def rank(self) -> tuple[int, int, float, str]:
+        """Most training first; no optimizer state counts as no updates; the path breaks
+        exact ties so that a copied volume gives the same choice every time."""
+        return (self.counters.updates or 0, self.counters.cum_steps, self.mtime, str(self.path))
+
+    def describe(self) -> str:
+        updates = "no optimizer state" if self.counters.updates is None else (
+            f"{self.counters.updates} updates")
+        return f"{self.path} ({updates}, cum_steps {self.counters.cum_steps})"
+
+
+def _names(paths: list[Path]) -> str:
+    shown = ", ".join(str(p) for p in paths[:_NAMED])
+    return shown + (f" and {len(paths) - _NAMED} more" if len(paths) > _NAMED else "")
+
+
+def _other_games_line(game: str, others: dict[str, list[Path]], any_left: bool) -> str:
+    """One line naming the snapshots of other games; without any of ``game``, a hint that
+    GAME may have been forgotten."""
+    listed = "; ".join(f"{g}: {len(ps)} ({_names(ps)})" for g, ps in sorted(others.items()))
+    if any_left:
+        return f"considering only snapshots of GAME={game}; passed over other games' {listed}"
+    hint = " or ".join(f"GAME={g}" for g in sorted(others))
+    return (f"no snapshot of GAME={game} here, only of other games: {listed}; to continue one "
+            f"of those, set {hint}")
+
+
+def _choice_line(chosen: _Candidate, rest: list[_Candidate]) -> str:
+    """Which snapshot was chosen and why, naming those passed over when it was not obvious:
+    more cum_steps but fewer updates (a reset chain), or equal counters decided by time."""
+    line = (f"newest of {len(rest) + 1} snapshots: {chosen.describe()}, ranked by optimizer "
+            "updates, then cum_steps, then file time")
+    more_steps = [c for c in rest if c.counters.cum_steps > chosen.counters.cum_steps]
+    if more_steps:
+        line += ("; passed over despite more cum_steps (rlpyt's warm start restarts cum_steps, "
+                 f"not Adam's count): {', '.join(c.describe() for c in more_steps[:_NAMED])}")
+    ties = [c for c in rest if c.rank[:2] == chosen.rank[:2]]
+    if ties:
+        by = "newer file time" if any(c.mtime != chosen.mtime for c in ties) else (
+            "path order (same file times, as after a copy)")
+        line += f"; same updates and cum_steps as {_names([c.path for c in ties])}, chosen by {by}"
+    return line
+
+
+def newest(paths: Iterable[Path], *, strict: bool, log: Callable[[str], None],
+           game: str | None = None) -> snap.Snapshot | None:
+    """Load the candidate with the most training that reads cleanly; None if no candidate.
 
     An unreadable file is skipped with a log line when an older readable one exists, so a
     snapshot cut short by a crash falls back to the previous good one. When every candidate is
     unreadable, or in strict mode, the first problem is raised: a volume of broken snapshots is
     never silently treated as a cold start. A file that would run code on load is never skipped.
+    With ``game``, a snapshot whose folder records another game is not a candidate.
     """
-    ranked: list[tuple[int, float, Path]] = []
+    ranked: list[_Candidate] = []
     problems: list[snap.SnapshotError] = []
+    others: dict[str, list[Path]] = {}
+    folder_games: dict[Path, str | None] = {}
 
     def skip(err: snap.SnapshotError) -> None:
         if strict or isinstance(err, snap.UnsafeSnapshotError):
@@ -43,16 +105,29 @@ def newest(paths: Iterator[Path] | list[Path], *, strict: bool,
         log(f"skipping unusable snapshot: {err}")
 
     for path in paths:
+        if game is not None:
+            if path.parent not in folder_games:
+                folder_games[path.parent] = records.recorded_game(path)
+            recorded = folder_games[path.parent]
+            if recorded is not None and recorded != game:
+                others.setdefault(recorded, []).append(path)
+                continue
         try:
-            _, cum_steps = snap.read_counters(path)
-            ranked.append((cum_steps, path.stat().st_mtime, path))
+            ranked.append(_Candidate(path, snap.read_training(path), path.stat().st_mtime))
         except snap.SnapshotError as err:
             skip(err)
-    for _, _, path in sorted(ranked, reverse=True):
+    if game is not None and others:
+        log(_other_games_line(game, others, any_left=bool(ranked)))
+    ranked.sort(key=lambda c: c.rank, reverse=True)
+    for i, candidate in enumerate(ranked):
         try:
-            return snap.read(path)
+            found = snap.read(candidate.path)
         except snap.SnapshotError as err:
             skip(err)
+            continue
+        if len(ranked) > i + 1:
+            log(_choice_line(candidate, ranked[i + 1:]))
+        return found
     if problems:
         raise problems[0]
     return None

@@ -315,6 +315,30 @@ class RunDir:
         self.manifest.setdefault("starts", []).append({"started": _now()} | info)
         self._write_manifest()
 
+    def set_target(self, target_itr: int, *, steps: int) -> None:
+        """Set the run's last iteration: at its creation, and when a re-run with a larger
+        ``STEPS`` (the run's total from its start) extends it. ``targets`` keeps every one."""
+        budget = self.manifest["budget"]
+        if "targets" not in self.manifest:  # a manifest from before targets were listed
+            self.manifest["targets"] = [] if budget["target_itr"] == target_itr else [
+                {"steps": self.manifest["config"]["STEPS"], "target_itr": budget["target_itr"],
+                 "target_cum_steps": budget["target_cum_steps"], "set": self.manifest["created"]}]
+        if target_itr > budget["target_itr"] and self.finished:
+            self.manifest["status"] = "running"
+        budget["target_itr"] = target_itr
+        budget["target_cum_steps"] = target_itr * SAMPLER_BATCH
+        self.manifest["targets"].append({"steps": steps, "target_itr": target_itr,
+                                         "target_cum_steps": target_itr * SAMPLER_BATCH,
+                                         "set": _now()})
+        self._write_manifest()
+
+    def record_progress(self, progress: dict[str, Any]) -> None:
+        """Note where the parent's lineage really stood (``start_progress``): its counters, or
+        an estimate when rlpyt's warm start had reset them. Beside the snapshot, never in it,
+        so rlpyt's snapshot layout stays exactly rlpyt's."""
+        self.manifest["start_progress"] = progress
+        self._write_manifest()
+
     def mark(self, status: str) -> None:
         """Record how the run ended: ``finished`` (budget reached) or ``stopped`` (by a signal)."""
         self.manifest["status"] = status

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import pickle
 import re
 import warnings
@@ -79,6 +80,11 @@ class Snapshot:
         if not self.optimizer or not self.optimizer.get("param_groups"):
             return None
         return float(self.optimizer["param_groups"][0]["lr"])
+
+    @property
+    def updates(self) -> int | None:
+        """Optimizer updates this snapshot's weights have had (see ``optimizer_updates``)."""
+        return optimizer_updates(self.optimizer)
 
     @property
     def parameter_count(self) -> int:
@@ -258,6 +264,48 @@ def read_counters(path: Path) -> tuple[int, int]:
     # mmap reads only the pickle; torch's older non-zip format cannot be mapped, so read it whole.
     params = _torch_load(path, path, mmap=zipfile.is_zipfile(path))
     return _as_int(path, params, "itr"), _as_int(path, params, "cum_steps")
+
+
+@dataclass(frozen=True)
+class Counters:
+    """How much training a snapshot holds, read without its tensors."""
+
+    itr: int
+    cum_steps: int
+    updates: int | None  # Adam's step count; None without optimizer state
+
+
+def optimizer_updates(optimizer: Any) -> int | None:
+    """The optimizer's update count: Adam's ``step``, shared by all parameters.
+
+    rlpyt's warm-start recipe restarts ``itr`` and ``cum_steps`` at 0 but carries the Adam
+    state over, so this keeps counting across a chain of rlpyt runs where the counters do not.
+    None when the snapshot has no optimizer state or its step is not a number. torch keeps
+    ``step`` as a float32 tensor, exact up to 2**24 (16.7 million) updates.
+    """
+    state = optimizer.get("state") if isinstance(optimizer, dict) else None
+    if not isinstance(state, dict):
+        return None
+    steps = []
+    for entry in state.values():
+        step = entry.get("step") if isinstance(entry, dict) else None
+        if isinstance(step, torch.Tensor) and step.numel() == 1:
+            step = step.item()
+        if (isinstance(step, (int, float)) and not isinstance(step, bool)
+                and math.isfinite(step) and step >= 0):
+            steps.append(int(step))
+    return max(steps) if steps else None
+
+
+def read_training(path: Path) -> Counters:
+    """``itr``, ``cum_steps`` and the optimizer's update count, without reading the tensors.
+
+    Like ``read_counters`` the pickle is read through a memory map, so ranking a volume of
+    many 58 MB snapshots reads kilobytes per file (50 copies of rlpyt's pong snapshot: 0.25 s).
+    """
+    params = _torch_load(path, path, mmap=zipfile.is_zipfile(path))
+    return Counters(itr=_as_int(path, params, "itr"), cum_steps=_as_int(path, params, "cum_steps"),
+                    updates=optimizer_updates(params.get("optimizer_state_dict")))
 
 
 def check_fits(snapshot: Snapshot, *, game: str, n_actions: int, dueling: bool) -> None:

@@ -1,29 +1,32 @@
 """Decide where a job starts: which run folder, which snapshot, which span of iterations.
 
-Four cases, in this order:
+Read ``prepare`` top to bottom; it follows the README's "What a warm start does":
 1. ``RUN_NAME`` names a run a previous process of this job started: resume it from its own
-   newest snapshot towards the same target (or stop at once if it already finished).
+   newest snapshot towards its target. ``STEPS`` is the run's total from its start, so a larger
+   one extends a run (finished or not) and is recorded; an equal or smaller one after the
+   target says so and stops at once.
 2. Without ``RUN_NAME``, the latest ``run_N`` stopped short of its target and was started with
    exactly this config: the same job restarted, so resume it the same way.
 3. ``INIT_SNAPSHOT`` names a file: warm-start a new run from it.
-4. Otherwise the newest usable snapshot anywhere under ``CKPT_DIR`` (warm start), or none
-   (cold start). Both are said plainly in the log.
+4. Otherwise the newest usable snapshot of ``GAME`` anywhere under ``CKPT_DIR`` (warm start),
+   or none (cold start). Both are said plainly in the log.
+A warm start checks the snapshot's recorded game, then continues its lineage's real progress
+(``checkpoint.progress``): the counters, or an estimate when rlpyt's warm start reset them.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import COLD_MIN_STEPS_LEARN, SAMPLER_BATCH, WARM_MIN_STEPS_LEARN, Config
-from ..errors import ConfigError
-from . import atomic, discovery, lock, volume
+from ..errors import ConfigError, SnapshotError
+from . import atomic, discovery, lock, progress, records, volume
 from . import snapshot as snap
 from .resume_state import ResumeState
 from .resume_state import find as find_resume_state
-from .run import Budget, RunDir, latest_run_dir, next_run_name, read_manifest
+from .run import Budget, RunDir, latest_run_dir, next_run_name
 
 DEFAULT_LR = 2.5e-4
 
@@ -45,22 +48,6 @@ class StartPoint:
     @property
     def warm(self) -> bool:
         return self.snapshot is not None
-
-
-def _lineage_decay_start(parent: snap.Snapshot) -> int | None:
-    """The epsilon ramp's start recorded beside a parent snapshot, by us or by rlpyt.
-
-    Our manifest records it; rlpyt's params.json records ``algo.min_steps_learn`` when the
-    user set it (example 1 does). Without either, rlpyt's default applies.
-    """
-    manifest = read_manifest(parent.path.parent)
-    if manifest is not None:
-        return int(manifest["budget"]["eps_decay_start_itr"])
-    try:
-        logged = json.loads((parent.path.parent / "params.json").read_text())
-        return int(float(logged["algo"]["min_steps_learn"])) // SAMPLER_BATCH
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _fresh_steps(config: Config, warm: bool) -> int:
@@ -105,6 +92,66 @@ def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoi
                       lr=lr, lr_source=source, resumed=True, resume_state=exact)
 
 
+def _run_target(run: RunDir, config: Config, log: Callable[[str], None]) -> bool:
+    """Apply STEPS, the run's total from its start, to a reopened run; False: nothing to do.
+
+    A larger total extends the run (recorded in its manifest's ``targets``); an equal one
+    after the target, or a smaller one, never shortens it.
+    """
+    budget = run.budget
+    wanted = budget.start_itr + config.iterations - 1
+    if wanted > budget.target_itr:
+        run.set_target(wanted, steps=config.steps)
+        log(f"run {run.name}: STEPS={config.steps} (env steps from the run's start at cum_steps "
+            f"{budget.start_itr * SAMPLER_BATCH}) extends its target from cum_steps "
+            f"{budget.target_cum_steps} to {wanted * SAMPLER_BATCH}")
+        return True
+    if not run.finished:
+        if wanted < budget.target_itr:
+            log(f"run {run.name}: STEPS={config.steps} would end before its target cum_steps "
+                f"{budget.target_cum_steps}; a run is never shortened, so it keeps that target")
+        return True
+    if wanted == budget.target_itr:
+        log(f"run {run.name} already reached its target cum_steps {budget.target_cum_steps}; "
+            "nothing to do (a larger STEPS extends it)")
+    else:
+        log(f"run {run.name} already passed the target of STEPS={config.steps} (cum_steps "
+            f"{wanted * SAMPLER_BATCH}): it reached cum_steps {budget.target_cum_steps}; "
+            "nothing to do")
+    return False
+
+
+def _check_game(parent: snap.Snapshot, recorded: records.Records, config: Config,
+                n_actions: int, log: Callable[[str], None]) -> None:
+    """Refuse a snapshot whose folder records another game; without a record, say that only
+    the action count could be checked (14 games have 6 actions, 52 have 18)."""
+    if recorded.game is not None and recorded.game != config.game:
+        raise SnapshotError(
+            f"{parent.path}: a snapshot of {recorded.game} (its {recorded.game_source} says so) "
+            f"but GAME={config.game}; set GAME={recorded.game} to continue it, or point "
+            f"INIT_SNAPSHOT/CKPT_DIR at a snapshot of {config.game}.")
+    if recorded.game is None:
+        log(f"could not confirm the game of {parent.path}: no manifest.json or params.json "
+            f"beside it names one; checked only that its actions match GAME={config.game}")
+    snap.check_fits(parent, game=config.game, n_actions=n_actions, dueling=config.dueling)
+
+
+def _lineage_progress(parent: snap.Snapshot, recorded: records.Records, config: Config,
+                      log: Callable[[str], None]) -> progress.Progress:
+    """Where the parent's lineage really stands, said in one line when not its counters."""
+    where = progress.of(parent, recorded, config)
+    if where.source == "estimate":
+        log(f"{parent.path}: its optimizer made {where.updates} updates but its cum_steps "
+            f"{parent.cum_steps} allow at most {where.allowed_updates} at replay ratio "
+            f"{where.replay_ratio:g}, so a warm start (rlpyt's recipe) reset its counters; "
+            f"continuing from an estimated real progress of cum_steps {where.cum_steps} "
+            "(short by each continuation's replay fill; PROGRESS_STEPS states it exactly)")
+    elif where.source == "PROGRESS_STEPS":
+        log(f"PROGRESS_STEPS={config.progress_steps}: continuing the lineage of {parent.path} "
+            f"at cum_steps {where.cum_steps} (its own counters say {parent.cum_steps})")
+    return where
+
+
 def prepare(config: Config, *, engine: str, n_actions: int,
             log: Callable[[str], None]) -> StartPoint | None:
     """Check the volume, find the start snapshot and open the run; None if the job is done."""
@@ -113,7 +160,7 @@ def prepare(config: Config, *, engine: str, n_actions: int,
         existing = RunDir.open(config.ckpt_dir / config.run_name, config, log=log)
         if existing is not None:
             _check_same_job(existing, config)
-            if existing.finished:
+            if not _run_target(existing, config, log):
                 return None
             return _resume(existing, config, log)
     else:
@@ -133,15 +180,20 @@ def prepare(config: Config, *, engine: str, n_actions: int,
     if config.init_snapshot is not None:
         parent = snap.read(config.init_snapshot)
     else:
-        parent = discovery.newest(discovery.candidates(config.ckpt_dir),
+        parent = discovery.newest(discovery.candidates(config.ckpt_dir), game=config.game,
                                   strict=config.strict_snapshots, log=log)
+    where = None
     if parent is not None:
-        snap.check_fits(parent, game=config.game, n_actions=n_actions, dueling=config.dueling)
-        first_itr = parent.itr + 1
-        decay_start = _lineage_decay_start(parent)
+        recorded = records.beside(parent.path)
+        _check_game(parent, recorded, config, n_actions, log)
+        where = _lineage_progress(parent, recorded, config, log)
+        first_itr = where.itr + 1
+        decay_start = recorded.eps_decay_start_itr
         if decay_start is None:
             decay_start = COLD_MIN_STEPS_LEARN // SAMPLER_BATCH
     else:
+        if config.progress_steps is not None:
+            log("PROGRESS_STEPS is set but there is no snapshot to warm-start from; ignored")
         first_itr = 0
         decay_start = _fresh_steps(config, warm=False) // SAMPLER_BATCH
     budget = Budget(start_itr=first_itr, target_itr=first_itr + config.iterations - 1,
@@ -149,6 +201,9 @@ def prepare(config: Config, *, engine: str, n_actions: int,
     name = config.run_name or next_run_name(config.ckpt_dir)
     run = RunDir.create(config.ckpt_dir / name, config, engine=engine, n_actions=n_actions,
                         parent=parent, budget=budget, log=log)
+    run.set_target(budget.target_itr, steps=config.steps)
+    if where is not None:
+        run.record_progress(where.as_manifest())
     lr, source = _learning_rate(config, parent)
     return StartPoint(run=run, snapshot=parent, first_itr=first_itr,
                       min_itr_learn=first_itr + _fresh_steps(config, parent is not None)

@@ -47,11 +47,6 @@ def load_optimizer_state(optimizer: torch.optim.Adam, state: dict) -> None:
         group["foreach"] = True
 
 
-def updates_per_iteration(replay_ratio: float, sampler_batch_size: int, batch_size: int) -> int:
-    """Gradient updates per sampler iteration, as rlpyt's ``DQN.initialize`` computes them."""
-    return max(1, round(replay_ratio * sampler_batch_size / batch_size))
-
-
 class DqnLearner:
     """One DQN update with rlpyt's semantics, on whatever device the model lives.
 

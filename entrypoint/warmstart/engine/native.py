@@ -17,12 +17,12 @@ import torch
 from .. import provenance
 from ..checkpoint.resume_state import ResumePayload, ResumeState
 from ..checkpoint.start import StartPoint
-from ..config import SAMPLER_BATCH, Config
+from ..config import SAMPLER_BATCH, Config, updates_per_iteration
 from ..errors import SnapshotError
 from . import resume
 from .atari import AtariEnv
 from .device import to_cpu
-from .dqn import DqnLearner, load_optimizer_state, make_optimizer, updates_per_iteration
+from .dqn import DqnLearner, load_optimizer_state, make_optimizer
 from .loop import OptStats
 from .model import AtariDqnModel
 from .replay import PrioritizedReplay, UniformReplay
