@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, config, errors
+from . import __version__, config, errors, runtime_dirs
 from .config import EVAL_EPSILON, MAX_EPISODE_STEPS
 from .errors import UserError
 
@@ -161,6 +161,7 @@ def _inspect(path: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
+    runtime_dirs.prepare()  # before matplotlib or torch is imported
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0] not in COMMANDS
                          and args_list[0] not in ("-h", "--help", "--version")):
