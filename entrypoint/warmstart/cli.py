@@ -7,11 +7,12 @@ line with the exit code the README documents. Anything else is a bug and keeps i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, config, errors, runtime_dirs
+from . import __version__, config, errors, runtime_dirs, sweep
 from .config import EVAL_EPSILON, MAX_EPISODE_STEPS
 from .errors import UserError
 
@@ -174,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "lineage":
             return _lineage(args.path, args.curve)
-        from .train import run
+        from .train import log, run
 
+        if (sweep_line := sweep.apply(os.environ)) is not None:
+            log(sweep_line)
         overrides = {f.metadata["env"]: getattr(args, f.metadata["env"])
                      for f in config.settings() if getattr(args, f.metadata["env"]) is not None}
         return run(config.from_environment(overrides))
