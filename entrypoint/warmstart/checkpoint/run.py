@@ -55,9 +55,12 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
     """The run's manifest, or None when the folder is not one of ours (or never got that far)."""
     try:
         manifest = json.loads((run_dir / MANIFEST).read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, UnicodeDecodeError,
+            json.JSONDecodeError):
         return None
-    return manifest if manifest.get("format") == MANIFEST_FORMAT else None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        return None
+    return manifest
 
 
 def read_progress(run_dir: Path) -> list[dict[str, str]]:
