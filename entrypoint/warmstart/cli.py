@@ -1,4 +1,5 @@
-"""The ``warmstart`` command: ``train`` (the default), ``inspect``, ``eval`` and ``lineage``.
+"""The ``warmstart`` command: ``train`` (the default), ``inspect``, ``eval``, ``lineage`` and
+``report``.
 
 User errors (bad config, bad snapshot, bad volume) are caught here, once, and printed as one
 line with the exit code the README documents. Anything else is a bug and keeps its traceback.
@@ -7,16 +8,20 @@ line with the exit code the README documents. Anything else is a bug and keeps i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, config, errors
+from . import __version__, config, errors, runtime_dirs, sweep
 from .config import EVAL_EPSILON, MAX_EPISODE_STEPS
 from .console import guarded_output
 from .errors import UserError
 
-COMMANDS = ("train", "inspect", "eval", "lineage")
+COMMANDS = ("train", "inspect", "eval", "lineage", "report")
+ABANDONED_AFTER_MINUTES = 60.0
+"""``report``: a run whose manifest says running but is older than this has no live trainer.
+Trainers rewrite it at every snapshot, so this must exceed the time between two snapshots."""
 
 EXIT_CODES = "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}"
                                       for code, meaning in errors.EXIT_CODES.items())
@@ -51,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "runs `train`; `warmstart train --help` lists every setting.",
         epilog=EXIT_CODES)
     parser.add_argument("--version", action="version", version=f"warmstart {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,inspect,eval,lineage}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,inspect,eval,lineage,report}")
     _train_parser(sub)
     inspect = sub.add_parser(
         "inspect", help="summarise a snapshot (or the newest one under a folder)",
@@ -71,7 +76,29 @@ def build_parser() -> argparse.ArgumentParser:
                               "snapshot) [default: CKPT_DIR]")
     lineage.add_argument("--curve", type=Path, metavar="PNG",
                          help="also draw the lineage's learning curve into this PNG file")
+    _report_parser(sub)
     return parser
+
+
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "report", help="one row per run on the volume: game, seed, steps, scores, status",
+        description="List every run folder under the volume, sorted by game, seed and name: "
+                    "game, seed, run name, cum_steps of the newest snapshot / the run's "
+                    "target, latest training and evaluation score, and status: running, "
+                    "finished, stopped by a signal, or abandoned (the manifest says running "
+                    "but was not written for --abandoned-after minutes: the trainer was "
+                    "killed and nothing resumed it). A damaged file gets one line on stderr "
+                    "and its run a row with what could be read. Exits 4 if the folder is "
+                    "missing.")
+    parser.add_argument("path", type=Path, nargs="?",
+                        help="the checkpoint volume [default: CKPT_DIR]")
+    parser.add_argument("--plot", type=Path, metavar="PNG",
+                        help="also draw every run's score curve, one panel per game")
+    parser.add_argument("--abandoned-after", type=_number(float, 0), metavar="MINUTES",
+                        default=ABANDONED_AFTER_MINUTES,
+                        help="a running run whose manifest is older is abandoned "
+                             f"[default: {ABANDONED_AFTER_MINUTES:g}]")
 
 
 def _number(kind: type, minimum: float) -> Callable[[str], float]:
@@ -128,6 +155,14 @@ def _lineage(path: Path | None, curve: Path | None) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .reporting.report import report
+
+    return report(args.path or config.from_environment().ckpt_dir, args.plot,
+                  args.abandoned_after * 60, out=print,
+                  err=lambda line: print(line, file=sys.stderr))
+
+
 def _eval(args: argparse.Namespace) -> int:
     from .evaluate import run
 
@@ -172,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     killed `tee`) or a full disk under a redirected log never turns into an exit or a lost
     snapshot.
     """
+    runtime_dirs.prepare()  # before matplotlib or torch is imported
     with guarded_output():
         return _run(list(sys.argv[1:] if argv is None else argv))
 
@@ -188,8 +224,12 @@ def _run(args_list: list[str]) -> int:
             return _eval(args)
         if args.command == "lineage":
             return _lineage(args.path, args.curve)
+        if args.command == "report":
+            return _report(args)
         from .train import log, run
 
+        if (sweep_line := sweep.apply(os.environ)) is not None:
+            log(sweep_line)
         overrides = {f.metadata["env"]: getattr(args, f.metadata["env"])
                      for f in config.settings() if getattr(args, f.metadata["env"]) is not None}
         return run(config.from_environment(overrides, log=log))

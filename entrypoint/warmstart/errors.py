@@ -48,6 +48,12 @@ class DeviceError(UserError):
     exit_code = 6
 
 
+RETRY_CANNOT_HELP: tuple[type[UserError], ...] = (ConfigError, SnapshotError, VolumeError,
+                                                 DeviceError)
+"""Errors a restart of the same pod cannot fix: the Kubernetes Jobs' ``podFailurePolicy`` fails
+the Job at once on their exit codes (tests/test_k8s.py holds the manifests to this tuple).
+RunLockedError is not among them: the other trainer goes away."""
+
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 

@@ -67,12 +67,18 @@ def draw(chain: list[Run], path: Path) -> None:
 
     ConfigError without matplotlib or without the folder; VolumeError when it cannot be written.
     """
+    write_png(path, lambda: render(chain, f"score vs env steps: {names(chain)}"))
+
+
+def write_png(path: Path, png: Callable[[], bytes]) -> None:
+    """Write the figure ``png`` draws to ``path`` atomically, once matplotlib and the folder
+    are known to be there (ConfigError otherwise)."""
     if importlib.util.find_spec("matplotlib") is None:
-        raise ConfigError("matplotlib is not installed: no learning curve (pip install the "
+        raise ConfigError("matplotlib is not installed: no plot (pip install the "
                           "matplotlib pinned in docker/requirements.txt)")
     if not path.parent.is_dir():
         raise ConfigError(f"{path.parent} is not a folder: cannot write {path.name} there")
-    atomic.write_bytes(path, render(chain, f"score vs env steps: {names(chain)}"))
+    atomic.write_bytes(path, png())
 
 
 def write_learning_curve(run_dir: Path, log: Callable[[str], None]) -> Path | None:

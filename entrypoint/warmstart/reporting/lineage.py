@@ -27,6 +27,7 @@ from ..checkpoint import discovery
 from ..checkpoint import snapshot as snap
 from ..checkpoint.run import PROGRESS, read_manifest, read_progress
 from ..errors import SnapshotError
+from .table import text_table
 
 SCORE = "GameScoreAverage"
 EVAL_SCORE = "Eval/GameScoreAverage"
@@ -191,6 +192,4 @@ def table(chain: list[Run]) -> str:
                 parent += f" ({run.parent_note})"
         rows.append((run.name, parent, f"{run.start_cum_steps:,}", f"{run.end_cum_steps:,}",
                      _last(run.train_curve), _last(run.eval_curve), run.status))
-    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
+    return text_table(rows)

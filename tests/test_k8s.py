@@ -1,0 +1,191 @@
+"""The Kubernetes manifests mean what the README says, beyond what a schema check can see:
+failure policies built from the trainer's own exit codes, CPU limits, the restricted Pod
+Security Standard, RUN_NAME wiring, the sweep's index mapping, claims and the kustomization."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO
+from warmstart import config, errors, sweep
+
+K8S = REPO / "k8s"
+KUSTOMIZATION = "kustomization.yaml"
+JOB_NAME_LABEL = "metadata.labels['batch.kubernetes.io/job-name']"
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _objects() -> dict[str, dict[str, Any]]:
+    """Every object of the kustomization's resources, by file name (one object per file)."""
+    kustomization = yaml.safe_load((K8S / KUSTOMIZATION).read_text())
+    out = {}
+    for name in kustomization["resources"]:
+        docs = _load(K8S / name)
+        assert len(docs) == 1, f"{name}: one object per file"
+        out[name] = docs[0]
+    return out
+
+
+def _jobs() -> list[tuple[str, dict[str, Any]]]:
+    return [(name, obj) for name, obj in _objects().items() if obj["kind"] == "Job"]
+
+
+JOBS = [name for name, _ in _jobs()]
+
+
+def _job(name: str) -> dict[str, Any]:
+    return _objects()[name]
+
+
+def _container(job: dict[str, Any]) -> dict[str, Any]:
+    containers = job["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["train"]
+    return containers[0]
+
+
+def _env(job: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in _container(job)["env"]}
+
+
+def test_kustomization_lists_every_manifest_and_sets_every_image() -> None:
+    kustomization = yaml.safe_load((K8S / KUSTOMIZATION).read_text())
+    on_disk = sorted(p.name for p in K8S.glob("*.yaml") if p.name != KUSTOMIZATION)
+    assert sorted(kustomization["resources"]) == on_disk
+    images = {i["name"]: i for i in kustomization["images"]}
+    for image in images.values():
+        assert image["newName"] and re.fullmatch(r"sha256:[0-9a-f]{64}", image["digest"])
+    used = {_container(job)["image"].split()[0] for _, job in _jobs()}
+    assert used == set(images), "every Job's image is a placeholder that images: replaces"
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_failure_policy_comes_from_the_trainers_exit_codes(name: str) -> None:
+    spec = _job(name)["spec"]
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    assert spec["ttlSecondsAfterFinished"] > 0
+    rules = spec["podFailurePolicy"]["rules"]
+    fail = [r for r in rules if r["action"] == "FailJob"]
+    assert len(fail) == 1
+    on_codes = fail[0]["onExitCodes"]
+    assert on_codes["operator"] == "In" and on_codes["containerName"] == "train"
+    permanent = sorted(cls.exit_code for cls in errors.RETRY_CANNOT_HELP)
+    assert sorted(on_codes["values"]) == permanent
+    assert set(permanent) <= set(errors.EXIT_CODES)
+    # exit 5 (another trainer holds the run folder) and 1 (a bug) are retried like crashes
+    assert errors.RunLockedError.exit_code not in on_codes["values"]
+    assert 1 not in on_codes["values"]
+    ignore = [r for r in rules if r["action"] == "Ignore"]
+    disruption = {"type": "DisruptionTarget", "status": "True"}
+    assert ignore == [{"action": "Ignore", "onPodConditions": [disruption]}]
+    if spec.get("completionMode") == "Indexed":
+        assert spec["backoffLimitPerIndex"] > 0 and spec["maxFailedIndexes"] >= 0
+        assert "backoffLimit" not in spec
+    else:
+        assert 0 < spec["backoffLimit"] <= 6
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_cpu_and_memory_limits(name: str) -> None:
+    job = _job(name)
+    resources = _container(job)["resources"]
+    assert resources["limits"]["cpu"] == resources["requests"]["cpu"]
+    assert resources["limits"]["memory"]
+    assert "TORCH_THREADS" not in _env(job), "threads follow the CPU quota"
+    wants_gpu = _env(job).get("DEVICE") == "cuda"
+    assert ("nvidia.com/gpu" in resources["limits"]) == wants_gpu
+    grace = job["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= 30, "time for the final snapshot after SIGTERM"
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_restricted_pod_security_and_a_read_only_root(name: str) -> None:
+    pod = _job(name)["spec"]["template"]["spec"]
+    security = pod["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security.get("runAsUser", 1000) != 0
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert security["fsGroupChangePolicy"] == "OnRootMismatch"
+    container = _container(_job(name))["securityContext"]
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["capabilities"] == {"drop": ["ALL"]}
+    assert container["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in _container(_job(name))["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert "persistentVolumeClaim" in volumes[mounts["/ckpt"]]
+
+
+def _run_name(job: dict[str, Any]) -> str:
+    """RUN_NAME as the pod sees it: the Job's name through the downward API, or a literal."""
+    value = _env(job)["RUN_NAME"]
+    if isinstance(value, dict):
+        assert value == {"fieldRef": {"fieldPath": JOB_NAME_LABEL}}
+        return job["metadata"]["name"]
+    assert value == job["metadata"]["name"]
+    return value
+
+
+def _pod_settings(job: dict[str, Any], index: int | None = None) -> config.Config:
+    """The config a pod of ``job`` (with completion index ``index``) trains with."""
+    env = {k: v for k, v in _env(job).items() if isinstance(v, str)}
+    env["RUN_NAME"] = _run_name(job)
+    if index is not None:
+        env[sweep.INDEX] = str(index)
+    sweep.apply(env)
+    return config.load(env)
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_every_variable_is_a_setting_and_the_run_is_named_after_the_job(name: str) -> None:
+    job = _job(name)
+    known = {f.metadata["env"] for f in config.settings()} | {sweep.GAMES, sweep.SEEDS}
+    assert set(_env(job)) <= known
+    if job["spec"].get("completionMode") != "Indexed":
+        assert _pod_settings(job).run_name == job["metadata"]["name"]
+
+
+def test_sweep_indexes_map_to_distinct_games_seeds_and_runs() -> None:
+    job = _job("sweep.yaml")
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    env = _env(job)
+    pairs = sweep.grid(env)
+    assert spec["completions"] == len(pairs)
+    assert 1 < spec["parallelism"] <= spec["completions"]
+    pods = [_pod_settings(job, i) for i in range(spec["completions"])]
+    assert [(p.game, p.seed) for p in pods] == pairs
+    assert len({p.run_name for p in pods}) == len(pods)
+    assert all(p.run_name.startswith(job["metadata"]["name"] + "-") for p in pods)
+
+
+def test_claims_exist_and_parallel_pods_share_a_read_write_many_claim() -> None:
+    claims = {obj["metadata"]["name"]: obj for obj in _objects().values()
+              if obj["kind"] == "PersistentVolumeClaim"}
+    for name, job in _jobs():
+        volumes = job["spec"]["template"]["spec"]["volumes"]
+        (claim,) = [v["persistentVolumeClaim"]["claimName"] for v in volumes
+                    if "persistentVolumeClaim" in v]
+        assert claim in claims, f"{name}: claim {claim} is not in the kustomization"
+        if job["spec"].get("parallelism", 1) > 1:
+            assert claims[claim]["spec"]["accessModes"] == ["ReadWriteMany"], name
+
+
+def _readme_exit_codes() -> set[int]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+    codes: set[int] = set()
+    for line in section.splitlines():
+        if line.startswith("| ") and not line.startswith("| code"):
+            codes.update(int(code) for code in line.split("|")[1].split("/"))
+    return codes
+
+
+def test_readme_exit_code_table_is_the_trainers() -> None:
+    assert _readme_exit_codes() == set(errors.EXIT_CODES)

@@ -1,0 +1,127 @@
+"""`warmstart report`: one row per run on a volume, statuses, the plot, and damaged files as
+one line each (fuzzed), never a traceback."""
+
+from __future__ import annotations
+
+import random
+import struct
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, warmstart
+from warmstart.checkpoint.run import MANIFEST, PROGRESS
+from warmstart.reporting import report
+
+sys.path.insert(0, str(REPO / "bench"))
+from report_volume import GAMES, LOG_EVERY, make_volume
+
+ROWS = 10
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("volume")
+    return root, make_volume(root, 12, rows=ROWS)
+
+
+def test_one_row_per_run_sorted_by_game_and_seed(volume: tuple[Path, dict[str, str]]) -> None:
+    root, expected = volume
+    rows = report.scan(root, 3600)
+    assert {row.name: row.status for row in rows} == expected
+    assert [(row.game, row.seed) for row in rows] == sorted((row.game, row.seed) for row in rows)
+    for row in rows:
+        assert row.problems == []
+        assert row.target == ROWS * LOG_EVERY
+        assert row.reached == row.train_curve[-1][0]
+        assert row.reached == row.target if row.status == "finished" else row.reached <= row.target
+        assert row.eval_curve == [] or row.eval_curve[-1][0] % (5 * LOG_EVERY) == 0
+
+
+def test_abandoned_depends_on_the_threshold(volume: tuple[Path, dict[str, str]]) -> None:
+    root, expected = volume
+    patient = {row.name: row.status for row in report.scan(root, 3 * 3600)}
+    assert {name for name, status in patient.items() if status == "abandoned"} == set()
+    assert {name for name, s in patient.items() if s == "running"} == {
+        name for name, s in expected.items() if s in ("running", "abandoned")}
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_command_prints_the_table_and_plots_a_panel_per_game(
+        volume: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    root, expected = volume
+    plot = tmp_path / "runs.png"
+    done = warmstart("report", str(root), "--plot", str(plot))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:3] == ["run", "game", "seed"]
+    assert {line.split()[0] for line in lines[1:1 + len(expected)]} == set(expected)
+    assert f"{len(expected)} run(s): " in done.stdout and "3 abandoned" in done.stdout
+    assert f"plot: {plot}" in done.stdout
+    # five games: three panels of 500x360 px on the first line, two on the second
+    assert len(GAMES) == 5 and _png_size(plot) == (1500, 720)
+
+
+def test_missing_volume_exits_4(tmp_path: Path) -> None:
+    done = warmstart("report", str(tmp_path / "nothing"))
+    assert done.returncode == 4
+    assert done.stderr.count("\n") == 1 and "no such folder" in done.stderr
+
+
+def _mutations(text: bytes, rng: random.Random) -> list[bytes]:
+    """Damage a real file as a crash, a bad disk or a hand edit would: truncations, flipped
+    and NUL bytes, garbage."""
+    out = [b"", text[: len(text) // 2], b"\x00" * 10, bytes(rng.randrange(256) for _ in range(64)),
+           text.replace(b",", b";", 3), text + b"\n,,,,,\n\xff\xfe"]
+    for _ in range(24):
+        data = bytearray(text)
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(len(data))] = rng.choice([0, 0x22, 0x7B, 0x5D, rng.randrange(256)])
+        out.append(bytes(data[: rng.randint(1, len(data))]) if rng.random() < 0.3 else bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("damaged", [MANIFEST, PROGRESS])
+def test_fuzzed_files_cost_one_line_each(damaged: str, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    make_volume(source, 1, rows=ROWS)
+    (original,) = source.iterdir()
+    texts = {name: (original / name).read_bytes() for name in (MANIFEST, PROGRESS)}
+    rng = random.Random(13)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    variants = _mutations(texts[damaged], rng)
+    for i, data in enumerate(variants):
+        run = volume / f"run-{i:02d}"
+        run.mkdir()
+        for name, text in texts.items():
+            (run / name).write_bytes(data if name == damaged else text)
+    (volume / "run-dir" / damaged).mkdir(parents=True)  # a folder where the file should be
+    (volume / "run-dir" / ({MANIFEST, PROGRESS} - {damaged}).pop()).write_bytes(
+        texts[({MANIFEST, PROGRESS} - {damaged}).pop()])
+    rows = report.scan(volume, 3600, now=time.time())
+    assert len(rows) == len(variants) + 1
+    for row in rows:
+        assert len(row.problems) <= 1, row.problems
+        assert all(p.startswith(f"{row.name}/{damaged}: ") for p in row.problems)
+    assert sum(bool(row.problems) for row in rows) >= len(variants) // 3
+    done = warmstart("report", str(volume))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    problem_lines = done.stderr.splitlines()
+    assert problem_lines == [f"warmstart report: {p}" for row in rows for p in row.problems]
+
+
+def test_an_rlpyt_run_folder(rlpyt_run_dir: Path) -> None:
+    """A folder rlpyt wrote (no manifest) is listed with its steps from progress.csv."""
+    rows = report.scan(rlpyt_run_dir, 3600)
+    assert [(row.name, row.status) for row in rows] == [("pong_example1", "rlpyt run")]
+    assert rows[0].reached == 9996 and rows[0].problems == []
