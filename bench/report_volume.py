@@ -79,13 +79,14 @@ def make_volume(root: Path, runs: int, *, rows: int = 200, seed: int = 0,
         config = Config(ckpt_dir=root, run_name=name, game=game, seed=run_seed,
                         steps=rows * LOG_EVERY)
         run = RunDir.create(root / name, config, engine="native", n_actions=6, parent=None,
-                            budget=Budget(0, target_itr, 0))
+                            budget=Budget(0, target_itr, 0), log=lambda _line: None)
         _write_progress(run.path, _progress_rows(logged, rng))
         cum_steps = logged * LOG_EVERY
         run.manifest["snapshots"] = [{"file": "params.pkl", "itr": cum_steps // SAMPLER_BATCH,
                                       "cum_steps": cum_steps, "sha256": "0" * 64}]
         run.mark("running" if status == "abandoned" else status)
         age = 7200 if status == "abandoned" else rng.uniform(0, 600)
+        run.release()  # a generated run has no live trainer
         os.utime(run.path / "manifest.json", (now - age, now - age))
         expected[name] = {"stopped": "stopped by a signal"}.get(status, status)
     return expected
