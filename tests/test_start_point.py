@@ -17,6 +17,7 @@ import torch
 from conftest import SHORT_RUN, warmstart
 from warmstart.checkpoint import discovery, progress, records
 from warmstart.checkpoint import snapshot as snap
+from warmstart.checkpoint.run import Budget, RunDir
 from warmstart.config import load
 
 FIXTURE_UPDATES = 2250  # the fixture's Adam step: itr 2499, updates from itr 250 on
@@ -271,3 +272,28 @@ def test_chain_made_by_rlpyt_itself(tmp_path: Path) -> None:
     where = progress.of(found, records.beside(continuation), load({}))
     # real: itr 499 (cum_steps 1996); short by the continuation's 100 fill iterations
     assert (where.source, where.itr) == ("estimate", 399)
+
+
+def test_targets_are_listed_also_for_a_manifest_from_before_them(tmp_path: Path) -> None:
+    config = load({"CKPT_DIR": str(tmp_path), "STEPS": "400"})
+    run = RunDir.create(tmp_path / "job", config, engine="native", n_actions=6, parent=None,
+                        budget=Budget(start_itr=0, target_itr=99, eps_decay_start_itr=12500))
+    assert "targets" not in run.manifest  # as a run began before targets were listed
+    run.mark("finished")
+    reopened = RunDir.open(tmp_path / "job", config)
+    assert reopened is not None
+    reopened.set_target(199, steps=800)
+    manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
+    assert manifest["status"] == "running" and manifest["budget"]["target_cum_steps"] == 796
+    assert [(t["steps"], t["target_itr"]) for t in manifest["targets"]] == [(400, 99), (800, 199)]
+
+
+def test_damaged_records_count_as_none(rlpyt_snapshot: Path, tmp_path: Path) -> None:
+    path = tmp_path / "params.pkl"
+    shutil.copy(rlpyt_snapshot, path)
+    for params_json in ("{not json", "[1, 2]", '{"game": 3, "algo": "x"}'):
+        (tmp_path / "params.json").write_text(params_json)
+        assert records.beside(path) == records.Records(None, None, False, None, None, None)
+    (tmp_path / "manifest.json").write_text('{"format": 1, "game": "pong"}')  # no budget
+    (tmp_path / "params.json").write_text('{"env": {"game": "pong"}}')
+    assert records.beside(path).game_source == "params.json"

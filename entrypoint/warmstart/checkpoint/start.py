@@ -3,8 +3,8 @@
 Read ``prepare`` top to bottom; it follows the README's "What a warm start does":
 1. ``RUN_NAME`` names a run a previous process of this job started: resume it from its own
    newest snapshot towards its target. ``STEPS`` is the run's total from its start, so a larger
-   one extends a run (finished or not) and is recorded; an equal or smaller one after the
-   target says so and stops at once.
+   one extends a run (finished or not) and is recorded; a smaller one never shortens it, and
+   after the target an equal or smaller one says so and stops at once.
 2. Without ``RUN_NAME``, the latest ``run_N`` stopped short of its target and was started with
    exactly this config: the same job restarted, so resume it the same way.
 3. ``INIT_SNAPSHOT`` names a file: warm-start a new run from it.
