@@ -12,6 +12,8 @@ TORCH_INDEX ?=
 export CKPT_DIR ?= $(CURDIR)/ckpt
 export STEPS ?= 2000
 export MIN_STEPS_LEARN ?= 1000
+# a log point (a progress row, a point of the learning curve) every 500 steps, not every 10,000
+export LOG_EVERY ?= 500
 
 VENV_STAMP := $(VENV)/.installed
 
