@@ -13,7 +13,9 @@ TORCH_INDEX ?=
 DEFAULT_CKPT_DIR := $(CURDIR)/ckpt
 DEFAULT_STEPS := 2000
 DEFAULT_MIN_STEPS_LEARN := 1000
-DEMO_SETTINGS := CKPT_DIR STEPS MIN_STEPS_LEARN
+# a log point (a progress row, a point of the learning curve) every 500 steps, not every 10,000
+DEFAULT_LOG_EVERY := 500
+DEMO_SETTINGS := CKPT_DIR STEPS MIN_STEPS_LEARN LOG_EVERY
 $(foreach v,$(DEMO_SETTINGS),$(if $(strip $($(v))),,$(eval override $(v) := $(DEFAULT_$(v)))))
 export $(DEMO_SETTINGS)
 

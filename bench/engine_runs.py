@@ -26,7 +26,7 @@ from warmstart import config
 
 MIN_STEPS_LEARN = 1000
 EPS_STEPS = 2000
-_WRITTEN = re.compile(r"snapshot itr \d+ cum_steps \d+ written in ([0-9.]+)s")
+_WRITTEN = re.compile(r"snapshot itr \d+: .* written in ([0-9.]+)s")
 
 
 def _peak_rss(pid: int) -> int:

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import SHORT_RUN, clean_env, warmstart
+from conftest import REPO, SHORT_RUN, clean_env, warmstart
 from PIL import Image, ImageSequence
 
 GAME_LINE = re.compile(r"^game (\d+)/(\d+)  score (-?\d+)  length (\d+) steps(.*)$", re.MULTILINE)
@@ -128,7 +128,8 @@ def lineage_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for _ in range(2):
         result = warmstart(CKPT_DIR=str(ckpt), **EVAL_RUN)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "eval at cum_steps" in result.stdout and "learning curve over" in result.stdout
+        assert re.search(r"eval at [0-9,]+ steps: 1 games", result.stdout)
+        assert "learning curve over" in result.stdout
     return ckpt
 
 
@@ -203,11 +204,29 @@ def test_lineage_after_a_cold_and_a_warm_start(lineage_ckpt: Path) -> None:
     header, *rows = result.stdout.strip().splitlines()
     assert header.split("  ")[0] == "run" and "eval score" in header
     assert len(rows) == 2
-    assert re.match(r"^run_0 +- \(cold start\) +0 +396 +- +-?\d+\.\d +finished$", rows[0])
-    assert re.match(r"^run_1 +run_0/params\.pkl +396 +796 +- +-?\d+\.\d +finished$", rows[1])
+    assert re.match(r"^run_0 +- \(cold start\) +0 +400 +- +-?\d+\.\d +finished$", rows[0])
+    assert re.match(r"^run_1 +run_0/params\.pkl +400 +800 +- +-?\d+\.\d +finished$", rows[1])
     for run in ("run_0", "run_1"):
         with Image.open(lineage_ckpt / run / "learning_curve.png") as png:
             assert png.format == "PNG" and png.size == (1000, 500)
+
+
+def test_one_step_count_in_progress_tensorboard_lineage_and_inspect(lineage_ckpt: Path) -> None:
+    """rlpyt's snapshot cum_steps (itr x 4) is named where it shows; every count a user reads
+    is the steps done, progress.csv's CumSteps."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = lineage_ckpt / "run_1"
+    done = int(_rows(run)[-1]["Diagnostics/CumSteps"])
+    assert done == 800
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert events.Scalars("Epsilon")[-1].step == done
+    lineage = warmstart("lineage", str(run)).stdout
+    assert re.search(rf"^run_1 +\S+ +400 +{done} ", lineage, re.MULTILINE), lineage
+    inspect = warmstart("inspect", str(run / "params.pkl")).stdout
+    assert re.search(r"^cum_steps +796$", inspect, re.MULTILINE), inspect
+    assert re.search(rf"^steps done +{done} \(rlpyt's cum_steps counts", inspect, re.MULTILINE)
 
 
 def test_lineage_curve_without_matplotlib_or_folder_is_one_line_exit_2(
@@ -228,11 +247,11 @@ def test_lineage_finds_a_moved_volume_and_reads_rlpyt_runs(lineage_ckpt: Path,
     shutil.copytree(lineage_ckpt, moved)
     result = warmstart("lineage", str(moved / "run_1"), "--curve", str(tmp_path / "c.png"))
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^run_1 +run_0/params\.pkl +396", result.stdout, re.MULTILINE)
+    assert re.search(r"^run_1 +run_0/params\.pkl +400", result.stdout, re.MULTILINE)
     assert Image.open(tmp_path / "c.png").size == (1000, 500)
     # rlpyt's MinibatchRlEval logs its evaluation games under the bare names
     result = warmstart("lineage", str(rlpyt_run_dir))
-    assert re.search(r"^pong_example1 +- \(unknown\) +0 +9,996 +- +-2\d\.\d +rlpyt run$",
+    assert re.search(r"^pong_example1 +- \(unknown\) +0 +10,000 +- +-2\d\.\d +rlpyt run$",
                      result.stdout, re.MULTILINE), result.stdout
 
 
@@ -259,3 +278,38 @@ def test_periodic_evaluation_leaves_training_state_alone() -> None:
     finally:
         torch.set_num_threads(threads)
         np.random.set_state(numpy_state)
+
+
+def _demo_defaults() -> dict[str, str]:
+    """STEPS and LOG_EVERY as `make train` sets them when the user sets neither."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("needs make")
+    shown = subprocess.run(
+        [make, "-s", "--no-print-directory", "--eval", "show: ; @echo $(STEPS) $(LOG_EVERY)",
+         "show"], cwd=REPO, env=clean_env(), capture_output=True, text=True, check=True)
+    steps, log_every = shown.stdout.split()
+    return {"STEPS": steps, "LOG_EVERY": log_every}
+
+
+def test_the_demos_learning_curve_shows_its_points(tmp_path: Path) -> None:
+    """`make train`'s short run logs several points, and the curve draws each one visibly."""
+    from warmstart.reporting.curve import figure
+    from warmstart.reporting.lineage import lineage
+
+    demo = _demo_defaults()
+    assert int(demo["STEPS"]) // int(demo["LOG_EVERY"]) >= 4
+    # no updates: the points are about logging and drawing, not learning
+    result = warmstart(CKPT_DIR=str(tmp_path), **(SHORT_RUN | demo | {
+        "MIN_STEPS_LEARN": "100000"}))
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = tmp_path / "run_0"
+    assert len(_rows(run)) == int(demo["STEPS"]) // int(demo["LOG_EVERY"])
+    chain = lineage(run)
+    scores = chain[-1].train_curve
+    assert scores, "no training game finished: nothing to plot"
+    lines = [line for line in figure(chain, "demo").axes[0].get_lines()
+             if line.get_label() == "run_0: training games"]
+    assert len(lines) == 1
+    assert list(zip(lines[0].get_xdata(), lines[0].get_ydata(), strict=True)) == scores
+    assert lines[0].get_marker() == "o"  # one point or a few: visible without a line

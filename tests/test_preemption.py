@@ -112,14 +112,14 @@ def test_sigterm_during_an_evaluation_drops_it_and_a_restart_plays_it(tmp_path: 
     settings = SHORT_RUN | {"STEPS": "100000", "RUN_NAME": "job", "LOG_EVERY": "200",
                             "EVAL_EVERY": "400", "EVAL_EPISODES": "100"}
     began, output = _sigterm_during_evaluation(tmp_path, settings)
-    assert "evaluating 100 game(s) at cum_steps 400" in began
-    assert "evaluation dropped" in output and "eval at cum_steps" not in output
+    assert "evaluating 100 game(s) at 400 steps" in began
+    assert "evaluation dropped" in output and "eval at " not in output
     final = torch.load(run / "params.pkl", weights_only=True)
     assert final["cum_steps"] == 396  # the log point whose evaluation was dropped
     assert _manifest(run)["status"] == "stopped"
     # the restart plays the dropped evaluation at its first log point, not at the next multiple
     began, _ = _sigterm_during_evaluation(tmp_path, settings)
-    assert "evaluating 100 game(s) at cum_steps 600" in began
+    assert "evaluating 100 game(s) at 600 steps" in began
 
 
 def test_two_signals_50_ms_apart_are_one_stop_request(tmp_path: Path) -> None:

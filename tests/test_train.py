@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -40,9 +41,14 @@ def test_cold_start_then_warm_start_continues(tmp_path: Path) -> None:
     assert manifest["starts"][0]["torch_threads"] == usable_cpus()  # TORCH_THREADS unset
     progress = (ckpt / "run_0" / "progress.csv").read_text().splitlines()
     assert progress[0].startswith("Diagnostics/Iteration,") and len(progress) == 3
+    # one step count in the log; rlpyt's cum_steps named once where a snapshot shows
+    assert "snapshot itr 99: 400 steps done (cum_steps 396 as rlpyt records it)" in first.stdout
+    assert "(total 400)" in first.stdout and "done: final snapshot itr 99: 400 steps" in first.stdout
 
     second = _train(ckpt, SEED="3")
-    assert f"warm start from {snapshot}" in second.stdout
+    assert (f"warm start from {snapshot} (itr 99: 400 steps done (cum_steps 396 as rlpyt "
+            "records it)") in second.stdout
+    assert "itr 100 -> 199 (steps done 400 -> 800)" in second.stdout
     warm = torch.load(ckpt / "run_1" / "params.pkl", weights_only=True)
     assert (warm["itr"], warm["cum_steps"]) == (199, 796)
     manifest = json.loads((ckpt / "run_1" / "manifest.json").read_text())
@@ -139,6 +145,7 @@ def test_inspect_summarises_and_rejects(rlpyt_snapshot: Path, tmp_path: Path) ->
     result = warmstart("inspect", str(rlpyt_snapshot))
     assert result.returncode == 0, result.stderr
     assert "cum_steps" in result.stdout and "9996" in result.stdout
+    assert re.search(r"^steps done +10,000 ", result.stdout, re.MULTILINE)
     assert "pong" in result.stdout and "3,620,518" in result.stdout
     bad = tmp_path / "params.pkl"
     shutil.copyfile(rlpyt_snapshot, bad)

@@ -60,17 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     inspect = sub.add_parser(
         "inspect", help="summarise a snapshot (or the newest one under a folder)",
-        description="Print a snapshot's itr, cum_steps, head, action count (and the games that "
-                    "fit it), learning rate and parameter count. Exits 3 if the file is not a "
-                    "usable snapshot.")
+        description="Print a snapshot's itr, cum_steps, steps done, head, action count (and "
+                    "the games that fit it), learning rate and parameter count. Exits 3 if the "
+                    "file is not a usable snapshot.")
     inspect.add_argument("path", type=Path, help="a params.pkl / itr_N.pkl, or a folder")
     _eval_parser(sub)
     lineage = sub.add_parser(
         "lineage", help="the chain of runs a snapshot descends from, as a table",
         description="Follow the parent links in the runs' manifest.json files from a run back "
                     "to its cold start (or to an rlpyt run) and print one row per run: parent "
-                    "snapshot, cum_steps span, last training and evaluation score, status. "
-                    "Exits 3 if there is no run or snapshot to start from.")
+                    "snapshot, span in env steps done, last training and evaluation score, "
+                    "status. Exits 3 if there is no run or snapshot to start from.")
     lineage.add_argument("path", type=Path, nargs="?",
                          help="a run folder, a snapshot, or a volume (the run of its newest "
                               "snapshot) [default: CKPT_DIR]")
@@ -177,6 +177,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _inspect(path: Path) -> int:
     from . import games
     from .checkpoint import discovery
+    from .checkpoint.run import steps_done
 
     found = discovery.snapshot_at(path, strict=True, log=print)
     adam = found.optimizer["state"] if found.optimizer else {}
@@ -185,6 +186,8 @@ def _inspect(path: Path) -> int:
         "path": found.path,
         "itr": found.itr,
         "cum_steps": found.cum_steps,
+        "steps done": f"{steps_done(found.itr, found.cum_steps):,} (rlpyt's cum_steps counts "
+                      "the steps before the last iteration)",
         "head": found.shape.head,
         "actions": found.shape.n_actions,
         "games with that many actions": ", ".join(games.game_for_action_count(

@@ -18,6 +18,7 @@ from . import games
 from .checkpoint import discovery
 from .checkpoint import snapshot as snap
 from .checkpoint.records import recorded_game
+from .checkpoint.run import counters
 from .config import Config
 from .errors import SnapshotError
 
@@ -45,7 +46,7 @@ def run(path: Path, config: Config, *, game: str | None, epsilon: float, max_ste
         raise SnapshotError(f"{snapshot.path}: weights do not fit the model "
                             f"({str(err).splitlines()[-1].strip()}).") from None
     episodes = config.eval_episodes
-    log(f"snapshot  {snapshot.path} (itr {snapshot.itr}, cum_steps {snapshot.cum_steps}, "
+    log(f"snapshot  {snapshot.path} ({counters(snapshot.itr, snapshot.cum_steps)}, "
         f"sha256 {snapshot.sha256[:12]})")
     log(f"playing   {episodes} game(s) of {game} at epsilon {epsilon:g} on {device}, seed "
         f"{config.seed}; a game ends at game over or after {max_steps:,} steps")

@@ -93,6 +93,7 @@ def run(config: Config) -> int:
     # Past this point files get written; a file-size limit must fail a write, not kill us.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
+    from .checkpoint.run import counters, steps_done
     from .checkpoint.start import prepare
     from .engine.device import make_deterministic, reproducibility, resolve_device
     from .engine.loop import StopRequest, train
@@ -113,12 +114,12 @@ def run(config: Config) -> int:
     budget = run_dir.budget
     if start.resumed:
         log(f"resuming run {run_dir.name} at itr {start.first_itr} "
-            f"(target cum_steps {budget.target_cum_steps})")
+            f"(target: {budget.target_steps:,} steps done)")
     if snapshot is None:
         log(f"cold start: no snapshot in {config.ckpt_dir}; training {config.game} from scratch")
     else:
-        log(f"warm start from {snapshot.path} (itr {snapshot.itr}, cum_steps "
-            f"{snapshot.cum_steps}, {snapshot.shape.head} head, sha256 {snapshot.sha256[:12]})")
+        log(f"warm start from {snapshot.path} ({counters(snapshot.itr, snapshot.cum_steps)}, "
+            f"{snapshot.shape.head} head, sha256 {snapshot.sha256[:12]})")
     if start.resume_state is None:
         log(f"learning rate {start.lr:g} (from {start.lr_source}); updates start after "
             f"{(start.min_itr_learn - start.first_itr) * SAMPLER_BATCH} fresh steps "
@@ -133,7 +134,7 @@ def run(config: Config) -> int:
     engine = engine_cls(config, start, device, log)
     log(f"run {run_dir.path}: engine {engine_name}, device {engine.device}, {threads} torch "
         f"threads, game {config.game}, itr {start.first_itr} -> {budget.target_itr} "
-        f"(cum_steps -> {budget.target_cum_steps})")
+        f"(steps done {steps_done(start.first_itr - 1):,} -> {budget.target_steps:,})")
     run_dir.record_start(reproducibility(engine.device, first_itr=start.first_itr,
                                          resume_state=start.resume_state))
     outcome = train(engine, config, start, stop, log)
@@ -143,7 +144,7 @@ def run(config: Config) -> int:
         assert stop.signal_name is not None
         log(f"stopped by {stop.signal_name} after a final snapshot in {run_dir.path}")
         return EXIT_SIGNAL[stop.signal_name]
-    log(f"done: final snapshot itr {budget.target_itr} (cum_steps {budget.target_cum_steps}) "
+    log(f"done: final snapshot {counters(budget.target_itr, budget.target_cum_steps)} "
         f"in {run_dir.path}")
     return 0
 

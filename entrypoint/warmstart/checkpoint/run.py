@@ -40,6 +40,25 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def steps_done(itr: int, cum_steps: int | None = None) -> int:
+    """Env steps trained once iteration ``itr`` is done: the one step count a user reads (log,
+    progress.csv's ``CumSteps``, TensorBoard, lineage, inspect).
+
+    rlpyt's snapshot ``cum_steps`` is ``itr`` x the sampler batch, the steps before the
+    snapshot's own iteration (4 fewer here). Given it, the batch comes from it, since an rlpyt
+    run may sample more than 4 steps per iteration.
+    """
+    if cum_steps and itr > 0:
+        return cum_steps // itr * (itr + 1)
+    return (itr + 1) * SAMPLER_BATCH
+
+
+def counters(itr: int, cum_steps: int) -> str:
+    """A snapshot's position in the words of the log, rlpyt's own count named once."""
+    return (f"itr {itr}: {steps_done(itr, cum_steps):,} steps done (cum_steps {cum_steps} "
+            "as rlpyt records it)")
+
+
 def next_run_name(ckpt_dir: Path) -> str:
     """``run_<N>`` one past the highest existing, as rlpyt numbers its run_ID folders."""
     taken = [int(m.group(1)) for p in ckpt_dir.iterdir() if (m := _RUN_N.match(p.name))]
@@ -83,6 +102,11 @@ class Budget:
     def target_cum_steps(self) -> int:
         return self.target_itr * SAMPLER_BATCH
 
+    @property
+    def target_steps(self) -> int:
+        """Env steps done at the target (``steps_done``): what the log calls the target."""
+        return steps_done(self.target_itr)
+
 
 class RunDir:
     """Writes one run's snapshots, progress rows and manifest; nothing else touches the folder.
@@ -120,7 +144,7 @@ class RunDir:
     @classmethod
     def create(cls, path: Path, config: Config, *, engine: str, n_actions: int,
                parent: snap.Snapshot | None, budget: Budget,
-               log: Callable[[str], None]) -> RunDir:
+               log: Callable[[str], None] = print) -> RunDir:
         """Make the folder, lock it and write its manifest and params.json before any training.
 
         Without RUN_NAME the ``run_N`` folder is made exclusively: when another trainer made it
@@ -165,7 +189,8 @@ class RunDir:
         return run
 
     @classmethod
-    def open(cls, path: Path, config: Config, *, log: Callable[[str], None]) -> RunDir | None:
+    def open(cls, path: Path, config: Config, *,
+             log: Callable[[str], None] = print) -> RunDir | None:
         """Reopen a run a previous process of this job started, or None if there is none.
 
         Takes the run's lock first, waiting up to LOCK_WAIT for a trainer still writing it,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
+from ..checkpoint.run import counters, steps_done
 from ..checkpoint.start import StartPoint
 from ..config import SAMPLER_BATCH, Config
 from ..reporting.scalars import ScalarLog
@@ -124,7 +125,7 @@ def _eval_columns(evaluation: Evaluation | None, cum_eval_time: float,
 
 def _log_evaluation(log: Callable[[str], None], itr: int, evaluation: Evaluation) -> None:
     cut = f" ({evaluation.truncated} cut at the step limit)" if evaluation.truncated else ""
-    log(f"eval at cum_steps {(itr + 1) * SAMPLER_BATCH}: {len(evaluation.trajectories)} games"
+    log(f"eval at {steps_done(itr):,} steps: {len(evaluation.trajectories)} games"
         f"{cut}, score {evaluation.summary('GameScore')}, {evaluation.steps} steps in "
         f"{evaluation.seconds:.1f}s")
 
@@ -182,8 +183,7 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
         if (itr + 1) % log_itrs == 0 or final:
             evaluation = None
             if periodic is not None and not stopping and periodic.due(itr, end=final):
-                log(f"evaluating {config.eval_episodes} game(s) at cum_steps "
-                    f"{(itr + 1) * SAMPLER_BATCH}")
+                log(f"evaluating {config.eval_episodes} game(s) at {steps_done(itr):,} steps")
                 evaluation = periodic.run(itr, engine.weights(),
                                           should_stop=lambda: stop.requested)
                 if evaluation is None:  # a signal came: this log point's snapshot is the last
@@ -199,7 +199,7 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
             row = {
                 "Diagnostics/Iteration": itr,
                 "Diagnostics/CumTime (s)": round(cum_time_before + now - started, 3),
-                "Diagnostics/CumSteps": (itr + 1) * SAMPLER_BATCH,
+                "Diagnostics/CumSteps": steps_done(itr),
                 "Diagnostics/CumCompletedTrajs": cum_trajs,
                 "Diagnostics/CumUpdates": engine.update_counter,
                 "Diagnostics/StepsPerSecond": steps_in_window / elapsed,
@@ -219,7 +219,8 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
             scalars.add(row)
             seconds = run.save_snapshot(itr, engine.state, final=final)
             if seconds:
-                log(f"snapshot itr {itr} cum_steps {itr * SAMPLER_BATCH} written in {seconds:.2f}s")
+                log(f"snapshot {counters(itr, itr * SAMPLER_BATCH)} written in "
+                    f"{seconds:.2f}s")
             trajectories, opt = [], OptStats()
             last_log_time, updates_at_log = now, engine.update_counter
 
@@ -231,7 +232,7 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
             eta = _format_duration(left / rate) if rate > 0 else "?"
             log(f"itr {itr} | {done_steps}/"
                 f"{(budget.target_itr - start.first_itr + 1) * SAMPLER_BATCH} steps "
-                f"(total {(itr + 1) * SAMPLER_BATCH}) | {rate:.1f} steps/s | ETA {eta} | "
+                f"(total {steps_done(itr)}) | {rate:.1f} steps/s | ETA {eta} | "
                 f"score(last {len(recent_scores)}) {score} | eps {epsilon:.3f} | "
                 f"loss {last_loss:.4f}")
             last_print, steps_at_print = now, done_steps

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..checkpoint import discovery
 from ..checkpoint import snapshot as snap
-from ..checkpoint.run import PROGRESS, read_manifest, read_progress
+from ..checkpoint.run import PROGRESS, read_manifest, read_progress, steps_done
 from ..errors import SnapshotError
 from .table import text_table
 
@@ -47,6 +47,9 @@ class Run:
     status: str
     train_curve: list[tuple[int, float]] = field(default_factory=list)  # (CumSteps, score)
     eval_curve: list[tuple[int, float]] = field(default_factory=list)
+    # the same two points as steps done (``steps_done``), the count the table and curve show
+    start_steps: int = 0
+    end_steps: int = 0
 
     @property
     def name(self) -> str:
@@ -101,13 +104,14 @@ def _locate(recorded: Path, volume: Path) -> Path | None:
     return None
 
 
-def _newest_counters(run_dir: Path) -> int | None:
-    """cum_steps of the newest snapshot file directly in ``run_dir`` (without its tensors)."""
-    best = None
+def _newest_counters(run_dir: Path) -> tuple[int, int]:
+    """(itr, cum_steps) of the newest snapshot file directly in ``run_dir`` (without its
+    tensors); (-1, 0) without one."""
+    best = (-1, 0)
     for path in run_dir.iterdir():
         if snap.SNAPSHOT_NAME.match(path.name):
             try:
-                best = max(best or 0, snap.read_counters(path)[1])
+                best = max(best, snap.read_counters(path), key=lambda c: c[1])
             except SnapshotError:
                 continue
     return best
@@ -120,15 +124,17 @@ def _read_run(run_dir: Path) -> tuple[Run, dict[str, Any] | None]:
     if manifest is not None:
         entries = manifest["snapshots"]
         parent = manifest["parent"]
-        start = parent["cum_steps"] if parent else 0
-        end = max((e["cum_steps"] for e in entries), default=start)
-        return Run(run_dir, True, None, "", start, end, manifest["status"],
-                   _curve(rows, SCORE), _curve(rows, EVAL_SCORE)), manifest
+        start = (parent["itr"], parent["cum_steps"]) if parent else (-1, 0)
+        end = max(((e["itr"], e["cum_steps"]) for e in entries), default=start,
+                  key=lambda c: c[1])
+        return Run(run_dir, True, None, "", start[1], end[1], manifest["status"],
+                   _curve(rows, SCORE), _curve(rows, EVAL_SCORE),
+                   steps_done(*start), steps_done(*end)), manifest
     rlpyt_eval = RLPYT_EVAL_MARK in columns and EVAL_SCORE not in columns
-    end = _newest_counters(run_dir) or 0
-    return Run(run_dir, False, None, "", 0, end, "rlpyt run" if rows else "no manifest",
+    end = _newest_counters(run_dir)
+    return Run(run_dir, False, None, "", 0, end[1], "rlpyt run" if rows else "no manifest",
                [] if rlpyt_eval else _curve(rows, SCORE),
-               _curve(rows, SCORE) if rlpyt_eval else []), None
+               _curve(rows, SCORE) if rlpyt_eval else [], 0, steps_done(*end)), None
 
 
 def lineage(run_dir: Path) -> list[Run]:
@@ -176,7 +182,7 @@ def _last(curve: list[tuple[int, float]]) -> str:
 
 def table(chain: list[Run]) -> str:
     """The chain as a text table, oldest run first, as ``warmstart lineage`` prints it."""
-    header = ("run", "parent snapshot", "from cum_steps", "to cum_steps", "score",
+    header = ("run", "parent snapshot", "from step", "to step", "score",
               "eval score", "status")
     rows = [header]
     for i, run in enumerate(chain):
@@ -190,6 +196,6 @@ def table(chain: list[Run]) -> str:
                 parent = str(run.parent)
             if run.parent_note:
                 parent += f" ({run.parent_note})"
-        rows.append((run.name, parent, f"{run.start_cum_steps:,}", f"{run.end_cum_steps:,}",
+        rows.append((run.name, parent, f"{run.start_steps:,}", f"{run.end_steps:,}",
                      _last(run.train_curve), _last(run.eval_curve), run.status))
     return text_table(rows)
