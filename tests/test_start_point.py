@@ -118,6 +118,11 @@ def test_warm_start_from_a_reset_chain_continues_exploration(rlpyt_run_dir: Path
     # (itr 1000) would give 0.84, a restart 1.0; the estimate (itr 3250+) about 0.35
     epsilon = [float(r["Epsilon"]) for r in _progress_rows(run)]
     assert max(epsilon) < 0.4, epsilon
+    # lineage starts the run where the chain really stood, not at the reset counters' 4,000
+    shown = warmstart("lineage", str(run))
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    row = next(line.split() for line in shown.stdout.splitlines() if line.startswith("run_0"))
+    assert "13,000" in row and "4,000" not in row, shown.stdout
 
 
 def test_progress_steps_without_a_snapshot_is_said_and_ignored(tmp_path: Path) -> None:

@@ -124,7 +124,10 @@ def _read_run(run_dir: Path) -> tuple[Run, dict[str, Any] | None]:
     if manifest is not None:
         entries = manifest["snapshots"]
         parent = manifest["parent"]
-        start = (parent["itr"], parent["cum_steps"]) if parent else (-1, 0)
+        # where the lineage really stood: an estimate when rlpyt's warm start reset the
+        # parent's counters (start_progress), else the parent's own counters
+        where = manifest.get("start_progress") or parent
+        start = (where["itr"], where["cum_steps"]) if parent else (-1, 0)
         end = max(((e["itr"], e["cum_steps"]) for e in entries), default=start,
                   key=lambda c: c[1])
         return Run(run_dir, True, None, "", start[1], end[1], manifest["status"],
