@@ -45,11 +45,12 @@ def test_home_on_the_volume_is_not_used(tmp_path: Path, monkeypatch) -> None:
     volume = tmp_path / "ckpt"
     volume.mkdir()
     monkeypatch.chdir(volume)
-    environ = {"HOME": str(volume), "TMPDIR": str(tmp_path)}
+    environ = {"HOME": str(volume), "TMPDIR": str(tmp_path), "CKPT_DIR": str(volume)}
     private = runtime_dirs.prepare(environ)
     assert private is not None and Path(environ["HOME"]).parent == private
-    environ = {"HOME": str(tmp_path), "CKPT_DIR": str(tmp_path / "x")}
-    assert runtime_dirs.prepare(environ) is None  # the volume inside HOME is fine
+    monkeypatch.chdir(tmp_path)  # working in HOME, with the volume inside it: HOME is fine
+    environ = {"HOME": str(tmp_path), "CKPT_DIR": str(volume)}
+    assert runtime_dirs.prepare(environ) is None
 
 
 @pytest.mark.parametrize("home", ["missing", "volume"])

@@ -6,8 +6,8 @@ and makes a temporary config folder; torch names its compile cache after a user 
 passwd entry), and a uid without a passwd entry may get the working directory as ``HOME``
 (podman does), which in the image is the checkpoint volume, where ``.cache`` and ``.config``
 would then land; so would anything that falls back to ``tempfile`` with an unwritable ``/tmp``.
-So before any of them is imported, when ``HOME`` cannot be written or is the working directory
-or on the checkpoint volume (``CKPT_DIR``), every cache and config variable they read that is
+So before any of them is imported, when ``HOME`` cannot be written or is on the checkpoint
+volume (``CKPT_DIR``), every cache and config variable they read that is
 still unset points into one private folder in the first writable temporary directory
 (``TMPDIR``, ``/tmp``, ``/var/tmp``, ``/dev/shm``; never the working directory or the volume),
 removed again at exit; ``HOME`` itself moves there too. An ordinary ``HOME`` (a laptop, ``make
@@ -42,10 +42,10 @@ def _writable(path: str | os.PathLike[str]) -> bool:
     return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
 
-def _volumes(environ: MutableMapping[str, str]) -> list[Path]:
-    """The working directory and the checkpoint volume: no cache may go there."""
+def _volume(environ: MutableMapping[str, str]) -> list[Path]:
+    """The checkpoint volume, as the environment names it (the image sets CKPT_DIR)."""
     ckpt = environ.get("WARMSTART_CKPT_DIR") or environ.get("CKPT_DIR")
-    return [Path(p).resolve() for p in (os.getcwd(), ckpt) if p]
+    return [Path(ckpt).resolve()] if ckpt else []
 
 
 def _on_volume(path: str, volumes: list[Path]) -> bool:
@@ -55,9 +55,12 @@ def _on_volume(path: str, volumes: list[Path]) -> bool:
 
 
 def _temp_root(environ: MutableMapping[str, str], volumes: list[Path]) -> str | None:
-    """The first writable temporary directory off the volume and the working directory."""
+    """The first writable temporary directory that is neither on the volume nor the working
+    directory (where ``tempfile`` falls back to)."""
+    cwd = Path.cwd().resolve()
     for candidate in (environ.get("TMPDIR"), *TEMP_CANDIDATES):
-        if candidate and _writable(candidate) and not _on_volume(candidate, volumes):
+        if (candidate and _writable(candidate) and not _on_volume(candidate, volumes)
+                and Path(candidate).resolve() != cwd):
             return candidate
     return None
 
@@ -67,10 +70,10 @@ def prepare(environ: MutableMapping[str, str] = os.environ) -> Path | None:
     writable or is on the volume; returns that folder, or None when nothing needed changing
     (or nowhere could)."""
     home = environ.get("HOME") or os.path.expanduser("~")
-    volumes = _volumes(environ)
-    if _writable(home) and not _on_volume(home, volumes):
+    volume = _volume(environ)
+    if _writable(home) and not _on_volume(home, volume):
         return None
-    root = _temp_root(environ, volumes)
+    root = _temp_root(environ, volume)
     if root is None:
         return None
     private = Path(tempfile.mkdtemp(prefix="warmstart-", dir=root))
