@@ -68,4 +68,5 @@ podman run --rm --network none --entrypoint cat "$image" /opt/warmstart/versions
   | grep -E '^(torch|ale-py|numpy)==' || { echo "versions.txt missing pins" >&2; exit 1; }
 
 docker/smoke.sh "$image"
+docker/preemption-drill.sh "$image"  # as a restricted pod, interrupted 14 times (README, Kubernetes)
 echo "container checks passed"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import SHORT_RUN, clean_env
 from warmstart import runtime_dirs
 
@@ -39,15 +40,31 @@ def test_never_the_working_directory(tmp_path: Path, monkeypatch) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_training_with_a_read_only_home_writes_only_its_run_folder(tmp_path: Path) -> None:
-    """A real run whose HOME cannot be made and whose working directory is the volume: the
-    learning curve (matplotlib) and TensorBoard files are written, nothing else lands on the
-    volume or in HOME, no warning is printed and the private folder is gone afterwards."""
+def test_home_on_the_volume_is_not_used(tmp_path: Path, monkeypatch) -> None:
+    """podman gives a uid without a passwd entry the working directory (the volume) as HOME."""
+    volume = tmp_path / "ckpt"
+    volume.mkdir()
+    monkeypatch.chdir(volume)
+    environ = {"HOME": str(volume), "TMPDIR": str(tmp_path), "CKPT_DIR": str(volume)}
+    private = runtime_dirs.prepare(environ)
+    assert private is not None and Path(environ["HOME"]).parent == private
+    monkeypatch.chdir(tmp_path)  # working in HOME, with the volume inside it: HOME is fine
+    environ = {"HOME": str(tmp_path), "CKPT_DIR": str(volume)}
+    assert runtime_dirs.prepare(environ) is None
+
+
+@pytest.mark.parametrize("home", ["missing", "volume"])
+def test_training_writes_only_its_run_folder(home: str, tmp_path: Path) -> None:
+    """A real run whose working directory is the volume and whose HOME cannot be made, or is
+    the volume itself: the learning curve (matplotlib) and TensorBoard files are written,
+    nothing else lands on the volume or in HOME, no warning is printed and the private folder
+    is gone afterwards."""
     volume, temp = tmp_path / "ckpt", tmp_path / "tmp"
     volume.mkdir()
     temp.mkdir()
-    home = tmp_path / "home"  # missing: as root, a mode-0555 folder would still be writable
-    env = clean_env(**SHORT_RUN, CKPT_DIR=str(volume), RUN_NAME="job", HOME=str(home),
+    # missing: as root, a mode-0555 folder would still be writable
+    home_dir = volume if home == "volume" else tmp_path / "home"
+    env = clean_env(**SHORT_RUN, CKPT_DIR=str(volume), RUN_NAME="job", HOME=str(home_dir),
                     TMPDIR=str(temp))
     for variable in runtime_dirs.CACHE_VARIABLES:
         if variable not in ("HOME", "TMPDIR"):
@@ -60,5 +77,5 @@ def test_training_with_a_read_only_home_writes_only_its_run_folder(tmp_path: Pat
     assert os.listdir(volume) == ["job"]
     assert (volume / "job" / "learning_curve.png").is_file()
     assert list((volume / "job").glob("events.out.tfevents.*"))
-    assert not home.exists()
+    assert home == "volume" or not home_dir.exists()
     assert list(temp.iterdir()) == []

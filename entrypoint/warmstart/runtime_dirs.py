@@ -1,14 +1,17 @@
 """Writable homes for what our dependencies cache, on a read-only root filesystem and any uid.
 
 A restricted pod (``readOnlyRootFilesystem``, OpenShift's arbitrary uid in group 0) has no
-writable ``HOME``: matplotlib then prints a warning and makes a temporary config folder, torch
-names its compile cache after a user that has no passwd entry, and anything that falls back to
-``tempfile`` with an unwritable ``/tmp`` lands in the working directory, which in the image is
-the checkpoint volume. So before any of them is imported, when ``HOME`` cannot be written, every
-cache and config variable they read that is still unset points into one private folder in the
-first writable temporary directory (``TMPDIR``, ``/tmp``, ``/var/tmp``, ``/dev/shm``; never the
-working directory), removed again at exit; ``HOME`` itself moves there too. A writable
-``HOME`` (a laptop, ``make train``) changes nothing, and no other variable a user set is touched.
+usable ``HOME``: with a read-only root it cannot be written (matplotlib then prints a warning
+and makes a temporary config folder; torch names its compile cache after a user that has no
+passwd entry), and a uid without a passwd entry may get the working directory as ``HOME``
+(podman does), which in the image is the checkpoint volume, where ``.cache`` and ``.config``
+would then land; so would anything that falls back to ``tempfile`` with an unwritable ``/tmp``.
+So before any of them is imported, when ``HOME`` cannot be written or is on the checkpoint
+volume (``CKPT_DIR``), every cache and config variable they read that is
+still unset points into one private folder in the first writable temporary directory
+(``TMPDIR``, ``/tmp``, ``/var/tmp``, ``/dev/shm``; never the working directory or the volume),
+removed again at exit; ``HOME`` itself moves there too. An ordinary ``HOME`` (a laptop, ``make
+train``) changes nothing, and no other variable a user set is touched.
 """
 
 from __future__ import annotations
@@ -39,22 +42,38 @@ def _writable(path: str | os.PathLike[str]) -> bool:
     return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
 
-def _temp_root(environ: MutableMapping[str, str]) -> str | None:
-    """The first writable temporary directory that is not the working directory."""
-    cwd = os.path.realpath(os.getcwd())
+def _volume(environ: MutableMapping[str, str]) -> list[Path]:
+    """The checkpoint volume, as the environment names it (the image sets CKPT_DIR)."""
+    ckpt = environ.get("WARMSTART_CKPT_DIR") or environ.get("CKPT_DIR")
+    return [Path(ckpt).resolve()] if ckpt else []
+
+
+def _on_volume(path: str, volumes: list[Path]) -> bool:
+    resolved = Path(path).resolve()
+    return any(resolved == v or (v != Path("/") and resolved.is_relative_to(v))
+               for v in volumes)
+
+
+def _temp_root(environ: MutableMapping[str, str], volumes: list[Path]) -> str | None:
+    """The first writable temporary directory that is neither on the volume nor the working
+    directory (where ``tempfile`` falls back to)."""
+    cwd = Path.cwd().resolve()
     for candidate in (environ.get("TMPDIR"), *TEMP_CANDIDATES):
-        if candidate and _writable(candidate) and os.path.realpath(candidate) != cwd:
+        if (candidate and _writable(candidate) and not _on_volume(candidate, volumes)
+                and Path(candidate).resolve() != cwd):
             return candidate
     return None
 
 
 def prepare(environ: MutableMapping[str, str] = os.environ) -> Path | None:
     """Point unset cache/config variables into a private temporary folder when ``HOME`` is not
-    writable; returns that folder, or None when nothing needed changing (or nowhere could)."""
+    writable or is on the volume; returns that folder, or None when nothing needed changing
+    (or nowhere could)."""
     home = environ.get("HOME") or os.path.expanduser("~")
-    if _writable(home):
+    volume = _volume(environ)
+    if _writable(home) and not _on_volume(home, volume):
         return None
-    root = _temp_root(environ)
+    root = _temp_root(environ, volume)
     if root is None:
         return None
     private = Path(tempfile.mkdtemp(prefix="warmstart-", dir=root))
