@@ -65,8 +65,12 @@ train: venv
 	$(if $(filter $(DEFAULT_CKPT_DIR),$(abspath $(CKPT_DIR))),mkdir -p "$(CKPT_DIR)")
 	$(VENV)/bin/warmstart train
 
+# One test per core (pytest-xdist): most tests wait on a real trainer process, and the long
+# ones (fault injection, exact resume) overlap instead of queueing. TEST_ARGS=-n0 runs them in
+# one process; TEST_ARGS='-k eval' picks tests.
+TEST_ARGS ?=
 test: venv
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n auto --dist worksteal $(TEST_ARGS)
 
 # Training speed against the machine's limits and against rlpyt (where importable); prints a
 # table and writes bench-results/bench-<date>.json. DEVICE=cuda make bench on a GPU machine.

@@ -19,7 +19,13 @@ SHORT_RUN = {
     "MIN_STEPS_LEARN": "300",
     "REPLAY_SIZE": "2000",
     "LOG_EVERY": "200",
+    # `make test` runs one test per core: a trainer with a thread per core on top would make
+    # torch's threads wait on each other (updates several times slower under load, measured)
+    "TORCH_THREADS": "1",
 }
+FILES_ONLY_RUN = SHORT_RUN | {"MIN_STEPS_LEARN": "100000"}
+"""A short run without updates, for tests about the files a run leaves, not about learning:
+its snapshots have rlpyt's full structure and it takes a quarter of the time."""
 
 
 def fixtures_dir() -> Path:
