@@ -163,6 +163,16 @@ def test_valid_torch_file_of_another_structure_is_refused(
     assert not isinstance(caught.value, (snap.UnsafeSnapshotError, snap.NotASnapshotError))
 
 
+def test_model_with_a_flat_output_layer_is_refused(rlpyt_snapshot: Path, tmp_path: Path) -> None:
+    params = torch.load(rlpyt_snapshot, weights_only=True)
+    for net in params["agent_state_dict"].values():
+        net["head.model.2.weight"] = torch.zeros(6)
+    path = tmp_path / "params.pkl"
+    torch.save(params, path)
+    with pytest.raises(snap.SnapshotError, match=r"output layer has shape \(6,\), expected"):
+        snap.read(path)
+
+
 @pytest.mark.parametrize("optimizer", [
     5, {"state": {}}, {"state": {}, "param_groups": 3}, {"state": {}, "param_groups": []},
     {"state": {}, "param_groups": [{"params": [0], "lr": "fast"}]},

@@ -26,8 +26,8 @@ from .errors import SnapshotError
 def recorded_game(snapshot_path: Path) -> str | None:
     """The game the run folder of ``snapshot_path`` says it trained, if it says."""
     manifest = read_manifest(snapshot_path.parent)
-    if manifest is not None:
-        return str(manifest["game"])
+    if manifest is not None and isinstance(manifest.get("game"), str):
+        return manifest["game"]
     try:
         game = json.loads((snapshot_path.parent / PARAMS_JSON).read_text())["game"]
     except (OSError, ValueError, KeyError, TypeError):

@@ -102,10 +102,14 @@ def model_shape(state_dict: dict[str, torch.Tensor], source: Path) -> ModelShape
             "only AtariDqnModel snapshots (plain or dueling) can be warm-started.")
     out = state_dict[_DUELING_OUT if dueling else _PLAIN_OUT]
     first = state_dict["conv.conv.0.weight"]
-    if tuple(first.shape) != (32, 4, 8, 8) or out.dim() != 2:
+    if tuple(first.shape) != (32, 4, 8, 8):
         raise SnapshotError(
             f"{source}: first conv layer has shape {tuple(first.shape)}, expected (32, 4, 8, 8) "
             "(4 stacked 104x80 frames); this is not an rlpyt AtariDqnModel snapshot.")
+    if out.dim() != 2:
+        raise SnapshotError(
+            f"{source}: output layer has shape {tuple(out.shape)}, expected (actions, inputs); "
+            "this is not an rlpyt AtariDqnModel snapshot.")
     return ModelShape(n_actions=int(out.shape[0]), dueling=dueling)
 
 
