@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHORT_RUN, warmstart
+from conftest import FILES_ONLY_RUN, SHORT_RUN, warmstart
 from warmstart.checkpoint import discovery, resume_state, run
 from warmstart.checkpoint import snapshot as snap
 
@@ -262,8 +262,7 @@ def _one_line(result, code: int) -> str:
 def test_train_skips_garbage_and_continues_from_the_readable_snapshot(
         rlpyt_run_dir: Path) -> None:
     broken = _volume(rlpyt_run_dir, GARBAGE["base64"])
-    result = warmstart(CKPT_DIR=str(rlpyt_run_dir), **{**SHORT_RUN, "STEPS": "100",
-                                                       "MIN_STEPS_LEARN": "100000"})
+    result = warmstart(CKPT_DIR=str(rlpyt_run_dir), **(FILES_ONLY_RUN | {"STEPS": "100"}))
     _one_line(result, 0)
     assert f"skipping unusable snapshot: {broken}: not a snapshot file" in result.stdout
     assert "pong_example1/params.pkl" in result.stdout
@@ -309,8 +308,7 @@ def test_a_damaged_resume_state_is_one_snapshot_error(tmp_path: Path, meta: byte
 
 
 def test_resuming_a_run_with_a_damaged_progress_csv_is_one_line(tmp_path: Path) -> None:
-    settings = {**SHORT_RUN, "STEPS": "100", "MIN_STEPS_LEARN": "100000", "RUN_NAME": "job",
-                "CKPT_DIR": str(tmp_path)}
+    settings = FILES_ONLY_RUN | {"STEPS": "100", "RUN_NAME": "job", "CKPT_DIR": str(tmp_path)}
     assert warmstart(**settings).returncode == 0
     (tmp_path / "job" / run.PROGRESS).write_bytes(GARBAGE["random"])
     stderr = _one_line(warmstart(**settings), 3)
