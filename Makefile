@@ -70,7 +70,7 @@ train: venv
 # one process; TEST_ARGS='-k eval' picks tests.
 TEST_ARGS ?=
 test: venv
-	$(VENV)/bin/python -m pytest -n auto --dist worksteal $(TEST_ARGS)
+	$(VENV)/bin/python -m pytest -n auto --dist loadgroup $(TEST_ARGS)
 
 # Training speed against the machine's limits and against rlpyt (where importable); prints a
 # table and writes bench-results/bench-<date>.json. DEVICE=cuda make bench on a GPU machine.
