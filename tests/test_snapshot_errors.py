@@ -222,6 +222,29 @@ def test_only_a_refused_global_is_called_unsafe(tmp_path: Path, function: Callab
         _assert_sentences(path, result)
 
 
+def test_a_pickle_naming_a_class_not_installed_here_is_still_unsafe(tmp_path: Path) -> None:
+    """An rlpyt object pickled whole (what a careless save does) names rlpyt's class: refused
+    as code-carrying even where rlpyt is not installed."""
+    path = tmp_path / "params.pkl"
+    path.write_bytes(b"\x80\x02crlpyt.utils.collections\nAttrDict\nq\x00)\x81q\x01.")
+    for result in _outcome(path):
+        assert isinstance(result, snap.UnsafeSnapshotError), result
+        assert "pickles rlpyt.utils.collections.AttrDict, which would run code" in str(result)
+
+
+def test_a_flipped_byte_in_a_torch_name_is_damage_not_intent(
+        rlpyt_snapshot: Path, tmp_path: Path) -> None:
+    data = rlpyt_snapshot.read_bytes()
+    path = tmp_path / "params.pkl"
+    for name, damaged in ((b"ctorch._utils\n", b"ctkrch._utils\n"),
+                          (b"\n_rebuild_tensor_v2\n", b"\n_rebuild_tensor_w2\n"),
+                          (b"ccollections\nOrderedDict\n", b"ccollections\nOrderedDicu\n")):
+        assert data.count(name) == 1
+        path.write_bytes(data.replace(name, damaged))
+        for result in _outcome(path):
+            assert isinstance(result, snap.NotASnapshotError), (damaged, result)
+
+
 def _volume(rlpyt_run_dir: Path, garbage: bytes) -> Path:
     """The rlpyt run plus a run beside it whose params.pkl is ``garbage``."""
     broken = rlpyt_run_dir / "zz_broken" / "params.pkl"
