@@ -3,8 +3,14 @@
 
 PYTHON ?= python3
 VENV ?= .venv
-# Extra pip index for torch, e.g. https://download.pytorch.org/whl/cpu for a CPU-only wheel.
+# Where torch comes from. Unset: on a machine without an NVIDIA GPU (no nvidia-smi, no
+# /dev/nvidia0), PyTorch's CPU build (a local +cpu wheel pip already finds, else the CPU index
+# when it answers within 3 s); with a GPU, PyPI's build (CUDA on Linux). TORCH_INDEX=URL takes
+# torch from that index (https://download.pytorch.org/whl/cpu, .../whl/cu128); TORCH_INDEX=pypi
+# takes PyPI's build on any machine.
 TORCH_INDEX ?=
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_VERSION = $(shell sed -n 's/^torch==//p' docker/requirements.txt)
 
 # `make train` defaults: a short CPU demo run. Any of these can be overridden from the
 # environment or the command line (GAME=breakout STEPS=200000 CKPT_DIR=/data/ckpt make train);
@@ -25,12 +31,35 @@ VENV_STAMP := $(VENV)/.installed
 
 venv: $(VENV_STAMP)
 
+# torch alone comes from the chosen index (--no-deps: everything else, its dependencies
+# included, comes from PyPI at the pinned versions, which the installed torch then satisfies).
 $(VENV_STAMP): pyproject.toml docker/requirements.txt tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
-		-r docker/requirements.txt -r tests/requirements.txt
+	@index="$(strip $(TORCH_INDEX))"; pip="$(VENV)/bin/pip"; \
+	if [ -z "$$index" ] && ! command -v nvidia-smi >/dev/null 2>&1 && [ ! -e /dev/nvidia0 ]; then \
+		if "$$pip" install --dry-run --quiet --no-deps --no-index \
+				"torch==$(TORCH_VERSION)+cpu" >/dev/null 2>&1; then \
+			echo "no NVIDIA GPU: torch's CPU build, from a wheel pip already finds"; \
+		elif $(VENV)/bin/python -c '$(PROBE)' "$(TORCH_CPU_INDEX)/torch/" 2>/dev/null; then \
+			echo "no NVIDIA GPU: torch's CPU build, from $(TORCH_CPU_INDEX)"; \
+			index="$(TORCH_CPU_INDEX)"; \
+		else \
+			echo "no NVIDIA GPU, but $(TORCH_CPU_INDEX) does not answer: torch from PyPI" \
+				"(set TORCH_INDEX to choose)"; \
+		fi; \
+	fi; \
+	if [ -n "$$index" ] && [ "$$index" != pypi ]; then \
+		"$$pip" install --quiet --no-deps --index-url "$$index" "torch==$(TORCH_VERSION)"; \
+	fi
+	$(VENV)/bin/pip install --quiet -r docker/requirements.txt -r tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
+
+# Whether a URL answers within 3 s, DNS included (urlopen's timeout does not cover DNS).
+PROBE := import sys, threading, urllib.request; ok = []; \
+	t = threading.Thread(daemon=True, \
+	                     target=lambda: ok.append(urllib.request.urlopen(sys.argv[1], timeout=3))); \
+	t.start(); t.join(3); sys.exit(0 if ok else 1)
 
 # Only the demo's own ./ckpt is created here; any other CKPT_DIR gets warmstart's checks (a
 # mistyped path is exit 4, not a cold start in a new folder).
@@ -38,8 +67,12 @@ train: venv
 	$(if $(filter $(DEFAULT_CKPT_DIR),$(abspath $(CKPT_DIR))),mkdir -p "$(CKPT_DIR)")
 	$(VENV)/bin/warmstart train
 
+# One test per core (pytest-xdist): most tests wait on a real trainer process, and the long
+# ones (fault injection, exact resume) overlap instead of queueing. TEST_ARGS=-n0 runs them in
+# one process; TEST_ARGS='-k eval' picks tests.
+TEST_ARGS ?=
 test: venv
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n auto --dist loadgroup $(TEST_ARGS)
 
 # Training speed against the machine's limits and against rlpyt (where importable); prints a
 # table and writes bench-results/bench-<date>.json. DEVICE=cuda make bench on a GPU machine.

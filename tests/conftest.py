@@ -19,7 +19,13 @@ SHORT_RUN = {
     "MIN_STEPS_LEARN": "300",
     "REPLAY_SIZE": "2000",
     "LOG_EVERY": "200",
+    # `make test` runs one test per core: a trainer with a thread per core on top would make
+    # torch's threads wait on each other (updates several times slower under load, measured)
+    "TORCH_THREADS": "1",
 }
+FILES_ONLY_RUN = SHORT_RUN | {"MIN_STEPS_LEARN": "100000"}
+"""A short run without updates, for tests about the files a run leaves, not about learning:
+its snapshots have rlpyt's full structure and it takes a quarter of the time."""
 
 
 def fixtures_dir() -> Path:
@@ -61,3 +67,18 @@ def warmstart(*args: str, timeout: float = 600, **settings: str) -> subprocess.C
     """Run the `warmstart` command as a user would, in a fresh process."""
     return subprocess.run([sys.executable, "-m", "warmstart", *args], env=clean_env(**settings),
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that share a module- or session-scoped fixture form one xdist group.
+
+    `make test` spreads tests over the cores with ``--dist loadgroup``: a group runs on one
+    worker, so an expensive shared fixture (training runs) is built once, not once per worker.
+    """
+    for item in items:
+        defs = getattr(item, "_fixtureinfo", None)
+        shared = sorted(name for name, found in (defs.name2fixturedefs.items() if defs else ())
+                        if found and found[-1].scope in ("module", "session")
+                        and not found[-1].func.__module__.startswith("_pytest"))
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{shared[0]}"))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SHORT_RUN, clean_env, warmstart
+from conftest import FILES_ONLY_RUN, REPO, SHORT_RUN, clean_env, warmstart
 from warmstart.checkpoint.atomic import TEMP_MARKER
 from warmstart.engine.loop import DUPLICATE_WINDOW_S
 
@@ -283,11 +283,11 @@ def _mount(*args: str) -> Iterator[None]:
 def test_read_only_ckpt_dir_exits_4_untouched(tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    first = warmstart(CKPT_DIR=str(ckpt), **SHORT_RUN)
+    first = warmstart(CKPT_DIR=str(ckpt), **FILES_ONLY_RUN)
     assert first.returncode == 0, first.stderr
     before = hashlib.sha256((ckpt / "run_0" / "params.pkl").read_bytes()).hexdigest()
     with _mount("--bind", "-o", "ro", str(ckpt), str(ckpt)):
-        result = warmstart(CKPT_DIR=str(ckpt), **SHORT_RUN)
+        result = warmstart(CKPT_DIR=str(ckpt), **FILES_ONLY_RUN)
         assert result.returncode == 4, result.stderr
         assert "must be writable by uid 0" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
@@ -305,7 +305,7 @@ def test_volume_without_room_for_two_snapshots_exits_4(tmp_path: Path) -> None:
 
 
 def test_disk_full_mid_run_fails_cleanly_keeping_previous(tmp_path: Path) -> None:
-    first = warmstart(CKPT_DIR=str(tmp_path), **SHORT_RUN)
+    first = warmstart(CKPT_DIR=str(tmp_path), **FILES_ONLY_RUN)
     assert first.returncode == 0, first.stderr
     previous = tmp_path / "run_0" / "params.pkl"
     before = hashlib.sha256(previous.read_bytes()).hexdigest()
@@ -314,7 +314,7 @@ def test_disk_full_mid_run_fails_cleanly_keeping_previous(tmp_path: Path) -> Non
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000_000, 20_000_000))
 
     result = subprocess.run([sys.executable, "-m", "warmstart"], preexec_fn=limit_file_size,
-                            env=clean_env(CKPT_DIR=str(tmp_path), **SHORT_RUN),
+                            env=clean_env(CKPT_DIR=str(tmp_path), **FILES_ONLY_RUN),
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 4, result.stdout + result.stderr
     assert "no space left" in result.stderr and "previous snapshot is intact" in result.stderr
@@ -324,15 +324,15 @@ def test_disk_full_mid_run_fails_cleanly_keeping_previous(tmp_path: Path) -> Non
 
 
 def test_corrupt_newest_falls_back_to_older_good_one(tmp_path: Path) -> None:
-    assert warmstart(CKPT_DIR=str(tmp_path), **SHORT_RUN).returncode == 0
-    assert warmstart(CKPT_DIR=str(tmp_path), **SHORT_RUN).returncode == 0
+    assert warmstart(CKPT_DIR=str(tmp_path), **FILES_ONLY_RUN).returncode == 0
+    assert warmstart(CKPT_DIR=str(tmp_path), **FILES_ONLY_RUN).returncode == 0
     newest = tmp_path / "run_1" / "params.pkl"
     newest.write_bytes(newest.read_bytes()[:3_000_000])
-    result = warmstart(CKPT_DIR=str(tmp_path), **SHORT_RUN)
+    result = warmstart(CKPT_DIR=str(tmp_path), **FILES_ONLY_RUN)
     assert result.returncode == 0, result.stderr
     assert f"skipping unusable snapshot: {newest}" in result.stdout
     assert f"warm start from {tmp_path / 'run_0' / 'params.pkl'}" in result.stdout
-    strict = warmstart(CKPT_DIR=str(tmp_path), STRICT_SNAPSHOTS="1", **SHORT_RUN)
+    strict = warmstart(CKPT_DIR=str(tmp_path), STRICT_SNAPSHOTS="1", **FILES_ONLY_RUN)
     assert strict.returncode == 3 and str(newest) in strict.stderr
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHORT_RUN, warmstart
+from conftest import FILES_ONLY_RUN, SHORT_RUN, warmstart
 from warmstart.checkpoint import discovery, resume_state, run
 from warmstart.checkpoint import snapshot as snap
 
@@ -163,6 +163,16 @@ def test_valid_torch_file_of_another_structure_is_refused(
     assert not isinstance(caught.value, (snap.UnsafeSnapshotError, snap.NotASnapshotError))
 
 
+def test_model_with_a_flat_output_layer_is_refused(rlpyt_snapshot: Path, tmp_path: Path) -> None:
+    params = torch.load(rlpyt_snapshot, weights_only=True)
+    for net in params["agent_state_dict"].values():
+        net["head.model.2.weight"] = torch.zeros(6)
+    path = tmp_path / "params.pkl"
+    torch.save(params, path)
+    with pytest.raises(snap.SnapshotError, match=r"output layer has shape \(6,\), expected"):
+        snap.read(path)
+
+
 @pytest.mark.parametrize("optimizer", [
     5, {"state": {}}, {"state": {}, "param_groups": 3}, {"state": {}, "param_groups": []},
     {"state": {}, "param_groups": [{"params": [0], "lr": "fast"}]},
@@ -212,6 +222,29 @@ def test_only_a_refused_global_is_called_unsafe(tmp_path: Path, function: Callab
         _assert_sentences(path, result)
 
 
+def test_a_pickle_naming_a_class_not_installed_here_is_still_unsafe(tmp_path: Path) -> None:
+    """An rlpyt object pickled whole (what a careless save does) names rlpyt's class: refused
+    as code-carrying even where rlpyt is not installed."""
+    path = tmp_path / "params.pkl"
+    path.write_bytes(b"\x80\x02crlpyt.utils.collections\nAttrDict\nq\x00)\x81q\x01.")
+    for result in _outcome(path):
+        assert isinstance(result, snap.UnsafeSnapshotError), result
+        assert "pickles rlpyt.utils.collections.AttrDict, which would run code" in str(result)
+
+
+def test_a_flipped_byte_in_a_torch_name_is_damage_not_intent(
+        rlpyt_snapshot: Path, tmp_path: Path) -> None:
+    data = rlpyt_snapshot.read_bytes()
+    path = tmp_path / "params.pkl"
+    for name, damaged in ((b"ctorch._utils\n", b"ctkrch._utils\n"),
+                          (b"\n_rebuild_tensor_v2\n", b"\n_rebuild_tensor_w2\n"),
+                          (b"ccollections\nOrderedDict\n", b"ccollections\nOrderedDicu\n")):
+        assert data.count(name) == 1
+        path.write_bytes(data.replace(name, damaged))
+        for result in _outcome(path):
+            assert isinstance(result, snap.NotASnapshotError), (damaged, result)
+
+
 def _volume(rlpyt_run_dir: Path, garbage: bytes) -> Path:
     """The rlpyt run plus a run beside it whose params.pkl is ``garbage``."""
     broken = rlpyt_run_dir / "zz_broken" / "params.pkl"
@@ -252,8 +285,7 @@ def _one_line(result, code: int) -> str:
 def test_train_skips_garbage_and_continues_from_the_readable_snapshot(
         rlpyt_run_dir: Path) -> None:
     broken = _volume(rlpyt_run_dir, GARBAGE["base64"])
-    result = warmstart(CKPT_DIR=str(rlpyt_run_dir), **{**SHORT_RUN, "STEPS": "100",
-                                                       "MIN_STEPS_LEARN": "100000"})
+    result = warmstart(CKPT_DIR=str(rlpyt_run_dir), **(FILES_ONLY_RUN | {"STEPS": "100"}))
     _one_line(result, 0)
     assert f"skipping unusable snapshot: {broken}: not a snapshot file" in result.stdout
     assert "pong_example1/params.pkl" in result.stdout
@@ -299,8 +331,7 @@ def test_a_damaged_resume_state_is_one_snapshot_error(tmp_path: Path, meta: byte
 
 
 def test_resuming_a_run_with_a_damaged_progress_csv_is_one_line(tmp_path: Path) -> None:
-    settings = {**SHORT_RUN, "STEPS": "100", "MIN_STEPS_LEARN": "100000", "RUN_NAME": "job",
-                "CKPT_DIR": str(tmp_path)}
+    settings = FILES_ONLY_RUN | {"STEPS": "100", "RUN_NAME": "job", "CKPT_DIR": str(tmp_path)}
     assert warmstart(**settings).returncode == 0
     (tmp_path / "job" / run.PROGRESS).write_bytes(GARBAGE["random"])
     stderr = _one_line(warmstart(**settings), 3)

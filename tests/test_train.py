@@ -27,7 +27,7 @@ def _train(ckpt: Path, **extra: str):
 def test_cold_start_then_warm_start_continues(tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    first = _train(ckpt, SEED="3")
+    first = _train(ckpt, SEED="3", TORCH_THREADS="")  # empty is unset: every usable CPU
     assert "cold start" in first.stdout
     snapshot = ckpt / "run_0" / "params.pkl"
     params = torch.load(snapshot, weights_only=True)

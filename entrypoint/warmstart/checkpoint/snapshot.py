@@ -9,6 +9,7 @@ unusable becomes one ``SnapshotError`` naming the file and what to do.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
@@ -108,10 +109,14 @@ def model_shape(state_dict: dict[str, torch.Tensor], source: Path) -> ModelShape
             "only AtariDqnModel snapshots (plain or dueling) can be warm-started.")
     out = state_dict[_DUELING_OUT if dueling else _PLAIN_OUT]
     first = state_dict["conv.conv.0.weight"]
-    if tuple(first.shape) != (32, 4, 8, 8) or out.dim() != 2:
+    if tuple(first.shape) != (32, 4, 8, 8):
         raise SnapshotError(
             f"{source}: first conv layer has shape {tuple(first.shape)}, expected (32, 4, 8, 8) "
             "(4 stacked 104x80 frames); this is not an rlpyt AtariDqnModel snapshot.")
+    if out.dim() != 2:
+        raise SnapshotError(
+            f"{source}: output layer has shape {tuple(out.shape)}, expected (actions, inputs); "
+            "this is not an rlpyt AtariDqnModel snapshot.")
     return ModelShape(n_actions=int(out.shape[0]), dueling=dueling)
 
 
@@ -157,15 +162,37 @@ _PYTHON_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 def _refused_global(err: Exception) -> str | None:
     """The Python name a pickle asked for and the unpickler refused, if that is what failed.
 
-    Only that means "would run code": the same exception type also reports garbage bytes read
-    as pickle opcodes, whose "names" are not Python names (torch drops ``builtins.`` from
-    the name it reports, so ``exec`` comes undotted).
+    Only that means "would run code". The same exception also reports garbage bytes read as
+    pickle opcodes, whose "names" are not Python names (torch drops ``builtins.`` from the
+    name it reports, so ``exec`` comes undotted), and a real snapshot with a flipped byte in
+    one of its own names (``tkrch._utils._rebuild_tensor_v2``): both are damage, not intent.
     """
     if not isinstance(err, pickle.UnpicklingError):
         return None
     found = _REFUSED_GLOBAL.search(str(err))
     name = found and (found.group(1) or found.group(2))
-    return name if name and _PYTHON_NAME.fullmatch(name) else None
+    if not name or not _PYTHON_NAME.fullmatch(name) or _one_character_off_an_allowed(name):
+        return None
+    return name
+
+
+@functools.cache
+def _allowed_globals() -> frozenset[str]:
+    """The names torch's weights-only loader accepts, as its errors spell them.
+
+    Read from torch's private allowlist (stable since torch 2.4); without it, every refused
+    name counts as intended, which errs on the side of refusing.
+    """
+    from torch import _weights_only_unpickler as loader
+
+    allowed = getattr(loader, "_get_allowed_globals", dict)()
+    return frozenset(name.removeprefix("builtins.") for name in allowed)
+
+
+def _one_character_off_an_allowed(name: str) -> bool:
+    """Whether ``name`` differs from an allowed global in exactly one character."""
+    return any(len(known) == len(name) and sum(a != b for a, b in zip(known, name)) == 1
+               for known in _allowed_globals())
 
 
 def _unreadable(path: Path) -> SnapshotError:
