@@ -62,11 +62,17 @@ wait_for() {
 snapshots_written() { $ENGINE logs "$1" 2>&1 | grep -c "snapshot itr" || true; }
 temp_files() { compgen -G "$work/drill/drill/.*.tmp-*" >/dev/null; }
 
+# Start container $1 on volume $2 and let it train to its target; its log goes to $3.
+run_to_target() {
+  local code
+  start "$1" "$2"
+  code="$(exit_code "$1")"
+  [ "$code" = 0 ] || fail "$1 exited $code: $($ENGINE logs "$1" 2>&1 | tail -5)"
+  $ENGINE logs -t "$1" >"$3" 2>&1
+}
+
 echo "== uninterrupted reference run (uid $uid, group 0, read-only root)"
-start drill-reference "$work/reference"
-code="$(exit_code drill-reference)"
-[ "$code" = 0 ] || fail "reference run exited $code: $($ENGINE logs drill-reference 2>&1 | tail -5)"
-$ENGINE logs -t drill-reference >"$work/reference.log" 2>&1
+run_to_target drill-reference "$work/reference" "$work/reference.log"
 
 echo "== $stops interruptions (seed $seed)"
 : >"$work/events"
@@ -120,10 +126,7 @@ while [ "$i" -lt "$stops" ]; do
 done
 
 echo "== the last start runs to the target"
-start drill-final "$work/drill"
-code="$(exit_code drill-final)"
-[ "$code" = 0 ] || fail "final run exited $code: $($ENGINE logs drill-final 2>&1 | tail -5)"
-$ENGINE logs -t drill-final >"$work/drill-final.log" 2>&1
+run_to_target drill-final "$work/drill" "$work/drill-final.log"
 
 echo "== every snapshot loads (the image's warmstart inspect, one process for all files)"
 $ENGINE run --rm "${restricted[@]}" -v "$work/drill:/ckpt:ro" --entrypoint python "$image" -c \
