@@ -285,6 +285,7 @@ def test_targets_are_listed_also_for_a_manifest_from_before_them(tmp_path: Path)
                         budget=Budget(start_itr=0, target_itr=99, eps_decay_start_itr=12500))
     assert "targets" not in run.manifest  # as a run began before targets were listed
     run.mark("finished")
+    run.release()  # that process ended: its lock goes with it
     reopened = RunDir.open(tmp_path / "job", config)
     assert reopened is not None
     reopened.set_target(199, steps=800)
