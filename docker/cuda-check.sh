@@ -29,7 +29,7 @@ echo "== warmstart --version"
 run "$image" --version
 
 echo "== torch and its CUDA libraries"
-run --entrypoint python "$image" - <<'PY' || fail "torch's CUDA libraries do not load"
+run -i --entrypoint python "$image" - <<'PY' || fail "torch's CUDA libraries do not load"
 import glob, os, sysconfig
 import torch
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, "
@@ -65,6 +65,9 @@ echo "$out"
 [ "$code" = 6 ] || fail "faked GPU: exit $code, expected 6"
 [ "$(wc -l <<<"$out")" = 1 ] || fail "expected one line"
 grep -q "built for CUDA 13.0" <<<"$out" || fail "the line does not name torch's CUDA version"
+if [ -f "$fake/libcuda.so.1" ]; then
+  grep -q "driver for CUDA 12.2" <<<"$out" || fail "the line does not name the driver's CUDA version"
+fi
 [ -z "$(ls -A "$vol")" ] || fail "the stopped run wrote into the volume"
 
 echo "== DEVICE=cpu on the same node trains on the CPU on purpose"

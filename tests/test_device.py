@@ -108,7 +108,7 @@ def test_libcuda_alone_shows_a_gpu_and_its_cuda_version(tmp_path: Path,
     gpu = find_gpu(tmp_path / "empty-root", libcuda=str(old_libcuda))
     assert gpu.present and gpu.libcuda
     assert gpu.driver_cuda == "12.2"
-    assert gpu.describe() == "libcuda.so.1 loaded, driver version unknown (CUDA 12.2)"
+    assert gpu.describe() == "libcuda.so.1 loaded, driver for CUDA 12.2"
 
 
 @needs_no_usable_gpu

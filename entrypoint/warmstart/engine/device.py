@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import warnings
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ def resolve_device(config: Config, gpu: GpuEvidence | None = None) -> torch.devi
     node; DEVICE=cpu is how to train on the CPU there on purpose. ``gpu`` is what
     :func:`gpu_probe.find_gpu` found (looked up here when not given).
     """
-    if config.device == "cpu" or torch.cuda.is_available():
+    if config.device == "cpu" or _torch_sees_a_gpu():
         return torch.device("cuda" if config.device == "auto" else config.device)
     gpu = find_gpu() if gpu is None else gpu
     if gpu.present:
@@ -31,6 +32,14 @@ def resolve_device(config: Config, gpu: GpuEvidence | None = None) -> torch.devi
                           "device, no libcuda.so.1): run with a GPU attached (docker run "
                           "--gpus all, a Kubernetes nvidia.com/gpu limit) or set DEVICE=cpu.")
     return torch.device("cpu")
+
+
+def _torch_sees_a_gpu() -> bool:
+    """torch.cuda.is_available() without torch's multi-line warning about an old driver: the
+    DeviceError's one line says it with the versions and what to do."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.cuda.is_available()
 
 
 def unusable_gpu_message(setting: str, gpu: GpuEvidence) -> str:

@@ -42,12 +42,12 @@ class GpuEvidence:
         return bool(self.device_nodes) or self.libcuda
 
     def describe(self) -> str:
-        """``/dev/nvidia0, driver 535.183.01 (CUDA 12.2)``: what was found, for one log line."""
+        """``/dev/nvidia0, driver 535.183.01 for CUDA 12.2``: what was found, for one log line."""
         found = ", ".join(self.device_nodes) if self.device_nodes else f"{LIBCUDA} loaded"
-        driver = f"driver {self.driver_version}" if self.driver_version else "driver version unknown"
-        if self.driver_cuda:
-            driver += f" (CUDA {self.driver_cuda})"
-        return f"{found}, {driver}"
+        driver = " ".join(part for part in (
+            "driver", self.driver_version, self.driver_cuda and f"for CUDA {self.driver_cuda}")
+            if part)
+        return f"{found}, {driver if driver != 'driver' else 'driver version unknown'}"
 
 
 def probe_root() -> Path:
