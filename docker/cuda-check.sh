@@ -38,7 +38,7 @@ copies = {}
 for root in ("/usr", "/opt"):
     for path in glob.glob(f"{root}/**/libcudart.so*", recursive=True) + \
             glob.glob(f"{root}/**/libcudnn.so*", recursive=True):
-        copies.setdefault(os.path.basename(path).split(".so")[0], []).append(path)
+        copies.setdefault(os.path.basename(path).split(".so")[0], set()).add(os.path.realpath(path))
 print("CUDA runtime and cuDNN in the image:", copies)
 assert all(len(paths) == 1 for paths in copies.values()), "more than one copy"
 PY
