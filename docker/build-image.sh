@@ -45,6 +45,13 @@ rm -rf build/rlpyt-src
 if [ -n "${RLPYT_SOURCE:-}" ] && [ "$with_rlpyt" = 1 ]; then
   docker/rlpyt-source.sh "$RLPYT_SOURCE" build/rlpyt-src
   args+=(--build-arg "RLPYT_SOURCE=build/rlpyt-src")
+elif [ "$with_rlpyt" = 1 ] && command -v git >/dev/null; then
+  rlpyt_url="$(sed -n 's/^rlpyt @ git+\(.*\)@[0-9a-f]*$/\1/p' docker/requirements-rlpyt.txt)"
+  if ! timeout 30 git ls-remote "$rlpyt_url" HEAD >/dev/null 2>&1; then
+    echo "build-image.sh: $rlpyt_url is unreachable: set RLPYT_SOURCE to a local rlpyt" \
+         "checkout at the pinned commit, or WITH_RLPYT=0" >&2
+    exit 1
+  fi
 fi
 # A machine that intercepts TLS: hand pip its CA bundle as a build secret (never a layer).
 if [ -s /etc/ssl/certs/ca-certificates.crt ]; then
