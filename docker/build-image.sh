@@ -61,7 +61,9 @@ fi
 if [ -n "${WHEELS_DIR:-}" ]; then
   args+=(-v "$WHEELS_DIR:$WHEELS_DIR:ro" --build-arg "PIP_FIND_LINKS=$WHEELS_DIR")
 fi
-echo "== $BUILD $variant (rlpyt: $with_rlpyt${RLPYT_SOURCE:+ from $RLPYT_SOURCE}) -> $tag"
+rlpyt_note=""
+[ "$with_rlpyt" = 1 ] && rlpyt_note=" with rlpyt${RLPYT_SOURCE:+ from $RLPYT_SOURCE}"
+echo "== $BUILD $variant$rlpyt_note -> $tag"
 # shellcheck disable=SC2086
 $BUILD "${args[@]}" ${BUILD_ARGS:-} -f docker/Dockerfile -t "$tag" .
 rm -rf build/rlpyt-src
