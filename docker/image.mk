@@ -1,19 +1,28 @@
 # Image targets, included by the Makefile. Each uses docker where a Docker engine answers and
-# buildah/podman otherwise (docker/podman-env.sh).
+# buildah/podman otherwise (docker/podman-env.sh). Settings from the environment, passed to
+# docker/build-image.sh: BASE_IMAGE, WITH_RLPYT, RLPYT_SOURCE (rlpyt from a local checkout at
+# the pinned commit: no github needed), WHEELS_DIR. Without a registry, the base is made
+# locally with debootstrap (podman) or the build says in one line what to set.
 
-.PHONY: image image-cpu smoke lint
+.PHONY: image image-cpu smoke image-cuda-check lint
 
-# The CUDA image (rlpyt included, pinned by commit; needs github and PyPI).
+# The CUDA image: torch's CUDA 13.0 build from PyPI (driver R580+), rlpyt.
 image:
 	docker/build-image.sh cuda localhost/warmstart-dqn:cuda
 
-# The CPU image (CPU torch from PyTorch's CPU index, rlpyt included).
+# The CPU image (CPU torch from PyTorch's CPU index or WHEELS_DIR, rlpyt included).
 image-cpu:
 	docker/build-image.sh cpu localhost/warmstart-dqn:cpu
 
-# Build the CPU image and run it twice against a temporary volume: cold start, warm start.
+# Build the CPU image and run it against a temporary volume: cold start, warm start, inspect,
+# eval, lineage, SIGTERM with a final snapshot, bad volumes.
 smoke: image-cpu
 	docker/smoke.sh localhost/warmstart-dqn:cpu
+
+# Build the CUDA image and check it without a GPU: torch's CUDA libraries load, the driver
+# floor is declared, and a faked GPU that torch cannot use stops the trainer with exit 6.
+image-cuda-check:
+	docker/cuda-check.sh localhost/warmstart-dqn:cuda
 
 lint:
 	docker/lint.sh

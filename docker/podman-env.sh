@@ -32,15 +32,25 @@ fi
 export ENGINE BUILD
 
 # A local Debian base for machines that cannot pull one (no registry access).
+DEBIAN_BASE=localhost/debian-base:bookworm
 ensure_debian_base() {
-  local tag=localhost/debian-base:bookworm rootfs mirror
-  if $ENGINE image exists "$tag" 2>/dev/null; then return 0; fi
+  local rootfs mirror
+  if $ENGINE image exists "$DEBIAN_BASE" 2>/dev/null; then return 0; fi
   rootfs="$(mktemp -d)"
   mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)"
-  echo "== making $tag with debootstrap (about a minute)"
+  echo "== making $DEBIAN_BASE with debootstrap (about a minute)"
   debootstrap --variant=minbase bookworm "$rootfs" "${mirror:-http://deb.debian.org/debian}" >/dev/null
   tar --numeric-owner -C "$rootfs" -c . | $ENGINE import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'CMD ["/bin/bash"]' - "$tag" >/dev/null
+    --change 'CMD ["/bin/bash"]' - "$DEBIAN_BASE" >/dev/null
   rm -rf "$rootfs"
+}
+
+# base_available IMAGE: the image is in the local store or can be pulled (within a minute).
+base_available() {
+  if [ "$ENGINE" = docker ]; then
+    docker image inspect "$1" >/dev/null 2>&1 || timeout 60 docker pull -q "$1" >/dev/null 2>&1
+  else
+    podman image exists "$1" 2>/dev/null || timeout 60 podman pull -q "$1" >/dev/null 2>&1
+  fi
 }

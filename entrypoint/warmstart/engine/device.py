@@ -4,22 +4,54 @@ from __future__ import annotations
 
 import os
 import platform
+import warnings
 from typing import Any
 
 import torch
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, DeviceError
+from .gpu_probe import GpuEvidence, driver_floor, find_gpu
 
 
-def resolve_device(config: Config) -> torch.device:
-    """DEVICE=auto picks CUDA when torch sees a GPU; DEVICE=cuda without one is a config error."""
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("DEVICE=cuda but no CUDA device is visible to torch; use DEVICE=cpu "
-                          "or DEVICE=auto, or run the CUDA image with a GPU attached.")
-    if config.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
+def resolve_device(config: Config, gpu: GpuEvidence | None = None) -> torch.device:
+    """DEVICE=auto picks CUDA when torch can use a GPU, and the CPU only where there is no GPU.
+
+    A GPU that torch cannot use (a driver older than torch's CUDA build, or a CPU-only torch)
+    stops DEVICE=auto and DEVICE=cuda with a DeviceError instead of a silent CPU run on a GPU
+    node; DEVICE=cpu is how to train on the CPU there on purpose. ``gpu`` is what
+    :func:`gpu_probe.find_gpu` found (looked up here when not given).
+    """
+    if config.device == "cpu" or _torch_sees_a_gpu():
+        return torch.device("cuda" if config.device == "auto" else config.device)
+    gpu = find_gpu() if gpu is None else gpu
+    if gpu.present:
+        raise DeviceError(unusable_gpu_message(config.device, gpu))
+    if config.device == "cuda":
+        raise ConfigError("DEVICE=cuda but this machine shows no NVIDIA GPU (no /dev/nvidia* "
+                          "device, no libcuda.so.1): run with a GPU attached (docker run "
+                          "--gpus all, a Kubernetes nvidia.com/gpu limit) or set DEVICE=cpu.")
+    return torch.device("cpu")
+
+
+def _torch_sees_a_gpu() -> bool:
+    """torch.cuda.is_available() without torch's multi-line warning about an old driver: the
+    DeviceError's one line says it with the versions and what to do."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.cuda.is_available()
+
+
+def unusable_gpu_message(setting: str, gpu: GpuEvidence) -> str:
+    """One line: which GPU is there, which CUDA torch was built for, and what to do."""
+    head = f"DEVICE={setting}: a GPU is present ({gpu.describe()}) but torch {torch.__version__}"
+    if torch.version.cuda is None:
+        return (f"{head} is a CPU-only build and cannot use it; run the CUDA image, "
+                f"or set DEVICE=cpu to train on the CPU.")
+    floor = driver_floor(torch.version.cuda)
+    needs = f"an NVIDIA driver {floor} or newer" if floor else "a newer NVIDIA driver"
+    return (f"{head} is built for CUDA {torch.version.cuda} and cannot use it; it needs {needs}: "
+            f"run on a node with such a driver, or set DEVICE=cpu to train on the CPU.")
 
 
 def to_cpu(obj: Any) -> Any:
