@@ -260,8 +260,19 @@ def test_updates_per_iteration() -> None:
     assert updates_per_iteration(0.5, 64, 32) == 1
 
 
+@pytest.fixture
+def full_fp32_on_cuda():
+    """cuDNN convolutions in TF32 (torch's default on Ampere and newer) round inputs to 10-bit
+    mantissas: one Adam step then moves parameters up to ~1e-5 away from the CPU's (seen on an
+    H200). The comparison below is of the update's logic, so the GPU computes in full fp32."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_update_on_cuda_takes_a_cpu_batch_and_matches_cpu() -> None:
+def test_update_on_cuda_takes_a_cpu_batch_and_matches_cpu(full_fp32_on_cuda: None) -> None:
     cpu_model, cpu_target = models()
     gpu_model, gpu_target = copy.deepcopy(cpu_model).cuda(), copy.deepcopy(cpu_target).cuda()
     cpu = DqnLearner(cpu_model, cpu_target, make_optimizer(cpu_model, LR, B), double_dqn=True)
