@@ -163,7 +163,8 @@ if digest[run] != digest[ref]:
                     f"vs {digest[ref][:12]}")
 
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)? (.*)$")
-SNAPSHOT = re.compile(r"snapshot itr \d+ cum_steps (\d+) written")
+# "snapshot itr 999: 4,000 steps done (cum_steps 3996 as rlpyt records it) written in 0.11s"
+SNAPSHOT = re.compile(r"snapshot itr \d+: .*\(cum_steps (\d+) as rlpyt records it\) written")
 
 def lines(log: Path) -> list[tuple[float, str]]:
     """(host time, text) of each line of a `logs -t` file."""
@@ -180,6 +181,9 @@ def snapshots(log: Path) -> list[tuple[float, int]]:
 
 reference = snapshots(work / "reference.log")
 learning = [s for s in reference if s[1] > manifest["config"]["MIN_STEPS_LEARN"]]
+if len(learning) < 2:
+    sys.exit(f"DRILL FAILED: the reference log has {len(reference)} snapshot lines, "
+             f"{len(learning)} after learning started: is the log format what SNAPSHOT expects?")
 rate = (learning[-1][1] - learning[0][1]) / (learning[-1][0] - learning[0][0])
 slowest_term, lost = 0.0, []
 for line in (work / "events").read_text().splitlines():
