@@ -73,7 +73,7 @@ def make_volume(root: Path, runs: int, *, rows: int = 200, seed: int = 0,
     for i in range(runs):
         game, run_seed = GAMES[i % len(GAMES)], i // len(GAMES)
         name = f"sweep-{game}-s{run_seed}"
-        target_itr = rows * LOG_EVERY // SAMPLER_BATCH
+        target_itr = rows * LOG_EVERY // SAMPLER_BATCH - 1  # as a run of STEPS = rows x LOG_EVERY
         status = STATUSES[i % len(STATUSES)]
         logged = rows if status == "finished" else rng.randint(1, rows)
         config = Config(ckpt_dir=root, run_name=name, game=game, seed=run_seed,
@@ -81,9 +81,9 @@ def make_volume(root: Path, runs: int, *, rows: int = 200, seed: int = 0,
         run = RunDir.create(root / name, config, engine="native", n_actions=6, parent=None,
                             budget=Budget(0, target_itr, 0), log=lambda _line: None)
         _write_progress(run.path, _progress_rows(logged, rng))
-        cum_steps = logged * LOG_EVERY
-        run.manifest["snapshots"] = [{"file": "params.pkl", "itr": cum_steps // SAMPLER_BATCH,
-                                      "cum_steps": cum_steps, "sha256": "0" * 64}]
+        itr = logged * LOG_EVERY // SAMPLER_BATCH - 1  # the log point's snapshot, as rlpyt counts
+        run.manifest["snapshots"] = [{"file": "params.pkl", "itr": itr,
+                                      "cum_steps": itr * SAMPLER_BATCH, "sha256": "0" * 64}]
         run.mark("running" if status == "abandoned" else status)
         age = 7200 if status == "abandoned" else rng.uniform(0, 600)
         run.release()  # a generated run has no live trainer

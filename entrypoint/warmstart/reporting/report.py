@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint.run import MANIFEST, PROGRESS, read_manifest, read_progress
+from ..checkpoint.run import MANIFEST, PROGRESS, read_manifest, read_progress, steps_done
 from ..errors import VolumeError
 from .lineage import EVAL_SCORE, SCORE, _curve, _read_run
 from .table import text_table
@@ -43,8 +43,8 @@ class RunRow:
     path: Path
     game: str = "-"
     seed: int | None = None
-    reached: int | None = None  # cum_steps of the newest snapshot
-    target: int | None = None  # budget.target_cum_steps
+    reached: int | None = None  # steps done at the newest snapshot (``steps_done``)
+    target: int | None = None  # steps done at the budget's target iteration
     status: str = "no manifest"
     updated_age_s: float | None = None  # seconds since manifest.json was last written
     train_curve: list[tuple[int, float]] = field(default_factory=list)
@@ -75,18 +75,22 @@ def _from_manifest(row: RunRow, manifest: dict[str, Any], age_s: float,
                    abandoned_after_s: float) -> None:
     row.game = _get(manifest, "game", kind=str) or "-"
     row.seed = _get(manifest, "seed", kind=int)
-    row.target = _get(manifest, "budget", "target_cum_steps", kind=int)
+    target_itr = _get(manifest, "budget", "target_itr", kind=int)
+    row.target = None if target_itr is None else steps_done(target_itr)
     entries = _get(manifest, "snapshots", kind=list)
-    steps = [e["cum_steps"] for e in entries or []
-             if isinstance(e, dict) and _get(e, "cum_steps", kind=int) is not None]
-    row.reached = max(steps, default=_get(manifest, "parent", "cum_steps", kind=int) or 0)
+    steps = [steps_done(e["itr"], e["cum_steps"]) for e in entries or []
+             if isinstance(e, dict) and _get(e, "itr", kind=int) is not None
+             and _get(e, "cum_steps", kind=int) is not None]
+    parent = (_get(manifest, "parent", "itr", kind=int),
+              _get(manifest, "parent", "cum_steps", kind=int))
+    row.reached = max(steps, default=steps_done(*parent) if None not in parent else 0)
     status = _get(manifest, "status", kind=str) or "?"
     if status == "running" and age_s > abandoned_after_s:
         status = "abandoned"
     row.status = {"stopped": STOPPED}.get(status, status)
     missing = [name for name, value in (
         ("game", row.game != "-"), ("seed", row.seed is not None),
-        ("budget.target_cum_steps", row.target is not None), ("snapshots", entries is not None),
+        ("budget.target_itr", row.target is not None), ("snapshots", entries is not None),
         ("status", status != "?")) if not value]
     if missing:
         row.note(MANIFEST, f"no valid {', '.join(missing)}")
@@ -103,7 +107,7 @@ def read_row(run_dir: Path, now: float, abandoned_after_s: float) -> RunRow:
     manifest = read_manifest(run_dir)
     if manifest is None:  # an rlpyt run (or a damaged one of ours): read as lineage reads it
         run, _ = _read_run(run_dir)
-        row.status, row.reached = run.status, run.end_cum_steps or None
+        row.status, row.reached = run.status, run.end_steps or None
         if (run_dir / MANIFEST).exists():
             row.note(MANIFEST, "unreadable (not JSON, or not a warmstart manifest)")
             row.status = DAMAGED
@@ -168,7 +172,7 @@ def _score(curve: list[tuple[int, float]]) -> str:
 
 def table(rows: list[RunRow]) -> str:
     """The report's table and a one-line summary by status."""
-    lines = [("run", "game", "seed", "cum_steps / target", "score", "eval score", "status",
+    lines = [("run", "game", "seed", "steps done / target", "score", "eval score", "status",
               "manifest written")]
     for row in rows:
         lines.append((row.name, row.game, "-" if row.seed is None else str(row.seed),
@@ -207,7 +211,7 @@ def render_plot(rows: list[RunRow], title: str) -> bytes:
                       ha="center", va="center", color="grey")
         axes.set_title(f"{game} ({len(runs)} run{'s' if len(runs) != 1 else ''})")
         axes.xaxis.set_major_formatter(EngFormatter())  # 250k, 1M: no overlapping digits
-        axes.set_xlabel("env steps (cum_steps)")
+        axes.set_xlabel("env steps done")
         axes.set_ylabel("game score")
         axes.grid(alpha=0.3)
         if 0 < len(drawn) <= 12:
