@@ -84,7 +84,7 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "report", help="one row per run on the volume: game, seed, steps, scores, status",
         description="List every run folder under the volume, sorted by game, seed and name: "
-                    "game, seed, run name, cum_steps of the newest snapshot / the run's "
+                    "game, seed, run name, steps done at the newest snapshot / the run's "
                     "target, latest training and evaluation score, and status: running, "
                     "finished, stopped by a signal, or abandoned (the manifest says running "
                     "but was not written for --abandoned-after minutes: the trainer was "
