@@ -71,7 +71,7 @@ def _read_progress(run_dir: Path) -> list[dict[str, str]]:
         return []
 
 
-def _curve(rows: list[dict[str, str]], column: str) -> list[tuple[int, float]]:
+def score_curve(rows: list[dict[str, str]], column: str) -> list[tuple[int, float]]:
     """(CumSteps, value) for every row where ``column`` holds a number."""
     points = []
     for row in rows:
@@ -117,7 +117,9 @@ def _newest_counters(run_dir: Path) -> tuple[int, int]:
     return best
 
 
-def _read_run(run_dir: Path) -> tuple[Run, dict[str, Any] | None]:
+def read_run(run_dir: Path) -> tuple[Run, dict[str, Any] | None]:
+    """One run folder as a link of a chain (``report`` reads folders without a manifest this
+    way too), with its manifest when it has one of ours."""
     manifest = read_manifest(run_dir)
     rows = _read_progress(run_dir)
     columns = set(rows[0]) if rows else set()
@@ -131,13 +133,13 @@ def _read_run(run_dir: Path) -> tuple[Run, dict[str, Any] | None]:
         end = max(((e["itr"], e["cum_steps"]) for e in entries), default=start,
                   key=lambda c: c[1])
         return Run(run_dir, True, None, "", start[1], end[1], manifest["status"],
-                   _curve(rows, SCORE), _curve(rows, EVAL_SCORE),
+                   score_curve(rows, SCORE), score_curve(rows, EVAL_SCORE),
                    steps_done(*start), steps_done(*end)), manifest
     rlpyt_eval = RLPYT_EVAL_MARK in columns and EVAL_SCORE not in columns
     end = _newest_counters(run_dir)
     return Run(run_dir, False, None, "", 0, end[1], "rlpyt run" if rows else "no manifest",
-               [] if rlpyt_eval else _curve(rows, SCORE),
-               _curve(rows, SCORE) if rlpyt_eval else [], 0, steps_done(*end)), None
+               [] if rlpyt_eval else score_curve(rows, SCORE),
+               score_curve(rows, SCORE) if rlpyt_eval else [], 0, steps_done(*end)), None
 
 
 def lineage(run_dir: Path) -> list[Run]:
@@ -147,7 +149,7 @@ def lineage(run_dir: Path) -> list[Run]:
     current: Path | None = run_dir
     while current is not None and current.resolve() not in seen:
         seen.add(current.resolve())
-        run, manifest = _read_run(current)
+        run, manifest = read_run(current)
         chain.append(run)
         current = None
         if manifest is not None and manifest["parent"] is not None:

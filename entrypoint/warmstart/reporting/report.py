@@ -28,7 +28,7 @@ from typing import Any
 
 from ..checkpoint.run import MANIFEST, PROGRESS, read_manifest, read_progress, steps_done
 from ..errors import VolumeError
-from .lineage import EVAL_SCORE, SCORE, _curve, _read_run
+from .lineage import EVAL_SCORE, SCORE, read_run, score_curve
 from .table import text_table
 
 STOPPED = "stopped by a signal"
@@ -106,7 +106,7 @@ def read_row(run_dir: Path, now: float, abandoned_after_s: float) -> RunRow:
         rows = []
     manifest = read_manifest(run_dir)
     if manifest is None:  # an rlpyt run (or a damaged one of ours): read as lineage reads it
-        run, _ = _read_run(run_dir)
+        run, _ = read_run(run_dir)
         row.status, row.reached = run.status, run.end_steps or None
         if (run_dir / MANIFEST).exists():
             row.note(MANIFEST, "unreadable (not JSON, or not a warmstart manifest)")
@@ -116,8 +116,8 @@ def read_row(run_dir: Path, now: float, abandoned_after_s: float) -> RunRow:
     age_s = now - (run_dir / MANIFEST).stat().st_mtime
     row.updated_age_s = age_s
     _from_manifest(row, manifest, age_s, abandoned_after_s)
-    row.train_curve = _curve(rows, SCORE)
-    row.eval_curve = _curve(rows, EVAL_SCORE)
+    row.train_curve = score_curve(rows, SCORE)
+    row.eval_curve = score_curve(rows, EVAL_SCORE)
     return row
 
 
