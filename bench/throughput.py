@@ -160,7 +160,7 @@ def table(result: dict[str, Any]) -> str:
             lines.append(f"  arithmetic bound / rlpyt     "
                          f"{lim['arithmetic_bound_env_steps_per_s'] / rlpyt:.2f}")
     else:
-        lines.append("  native / rlpyt: rlpyt is not importable here (see README: Performance)")
+        lines.append("  native / rlpyt: rlpyt is not importable here (see docs/performance.md)")
     return "\n".join(lines)
 
 

@@ -26,7 +26,8 @@ def test_reads_rlpyt_fixture(rlpyt_snapshot: Path) -> None:
     assert s.shape == snap.ModelShape(n_actions=6, dueling=False)
     assert s.parameter_count == 3_620_518
     assert s.lr == pytest.approx(2.5e-4)
-    assert snap.read_counters(rlpyt_snapshot) == (2499, 9996)
+    counters = snap.read_training(rlpyt_snapshot)
+    assert (counters.itr, counters.cum_steps) == (2499, 9996)
 
 
 def test_accepts_bare_model_state_dict(rlpyt_snapshot: Path, tmp_path: Path) -> None:
@@ -62,7 +63,7 @@ def test_truncated_snapshot_is_a_clear_error(rlpyt_snapshot: Path, tmp_path: Pat
                                                   "archive that is cut short"):
         snap.read(path)
     with pytest.raises(SnapshotError):
-        snap.read_counters(path)
+        snap.read_training(path)
 
 
 class _Payload:

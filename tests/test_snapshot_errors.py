@@ -29,7 +29,7 @@ def _outcome(path: Path) -> list[tuple[int, int] | snap.Snapshot | snap.Snapshot
     results: list[tuple[int, int] | snap.Snapshot | snap.SnapshotError] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for reader in (snap.read, snap.read_counters):
+        for reader in (snap.read, snap.read_training):
             try:
                 results.append(reader(path))
             except snap.SnapshotError as err:

@@ -49,7 +49,7 @@ def choose_engine(config: Config) -> str:
 def _set_threads(config: Config) -> int:
     """TORCH_THREADS, or every CPU the process may use (its affinity, capped by a container's
     CPU quota), for either engine: on 2 cores both train about 1.5x faster with 2 threads
-    than with 1 (README, Performance)."""
+    than with 1 (docs/performance.md)."""
     import torch
 
     from .engine.cpus import usable_cpus

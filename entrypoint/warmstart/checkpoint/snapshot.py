@@ -282,17 +282,6 @@ def read(path: Path) -> Snapshot:
         sha256=hashlib.sha256(data).hexdigest())
 
 
-def read_counters(path: Path) -> tuple[int, int]:
-    """(itr, cum_steps) without reading the tensors: cheap enough to rank every candidate.
-
-    A file that is truncated or not a torch zip archive fails here already, which is what lets
-    discovery skip a snapshot that a crash cut short.
-    """
-    # mmap reads only the pickle; torch's older non-zip format cannot be mapped, so read it whole.
-    params = _torch_load(path, path, mmap=zipfile.is_zipfile(path))
-    return _as_int(path, params, "itr"), _as_int(path, params, "cum_steps")
-
-
 @dataclass(frozen=True)
 class Counters:
     """How much training a snapshot holds, read without its tensors."""
@@ -327,8 +316,10 @@ def optimizer_updates(optimizer: Any) -> int | None:
 def read_training(path: Path) -> Counters:
     """``itr``, ``cum_steps`` and the optimizer's update count, without reading the tensors.
 
-    Like ``read_counters`` the pickle is read through a memory map, so ranking a volume of
-    many 58 MB snapshots reads kilobytes per file (README: 50 copies rank in well under 1 s).
+    The pickle is read through a memory map, so ranking a volume of many 58 MB snapshots reads
+    kilobytes per file (README: 50 copies rank in well under 1 s); torch's older non-zip format
+    cannot be mapped and is read whole. A file that is truncated or not a torch zip archive
+    fails here already, which is what lets discovery skip a snapshot that a crash cut short.
     """
     params = _torch_load(path, path, mmap=zipfile.is_zipfile(path))
     return Counters(itr=_as_int(path, params, "itr"), cum_steps=_as_int(path, params, "cum_steps"),

@@ -111,7 +111,8 @@ def _newest_counters(run_dir: Path) -> tuple[int, int]:
     for path in run_dir.iterdir():
         if snap.SNAPSHOT_NAME.match(path.name):
             try:
-                best = max(best, snap.read_counters(path), key=lambda c: c[1])
+                counters = snap.read_training(path)
+                best = max(best, (counters.itr, counters.cum_steps), key=lambda c: c[1])
             except SnapshotError:
                 continue
     return best
