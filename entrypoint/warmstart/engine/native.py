@@ -20,9 +20,9 @@ from ..checkpoint.start import StartPoint
 from ..config import SAMPLER_BATCH, Config, updates_per_iteration
 from ..errors import SnapshotError
 from . import resume
-from .atari import AtariEnv
 from .device import to_cpu
 from .dqn import DqnLearner, load_optimizer_state, make_optimizer
+from .envs import SerialEnvs, env_seeds
 from .loop import OptStats
 from .model import AtariDqnModel
 from .replay import PrioritizedReplay, UniformReplay
@@ -44,9 +44,9 @@ class NativeEngine:
             int(s.generate_state(1)[0]) for s in np.random.SeedSequence(config.seed).spawn(3))
         torch.manual_seed(config.seed)
         self.device = device
-        self.env = AtariEnv(config.game, seed=env_seed)
+        self.envs = SerialEnvs(config.game, env_seeds(env_seed, 1))
         self.rng = np.random.default_rng(act_seed)
-        n_actions = self.env.n_actions
+        n_actions = self.envs.n_actions
         self.model = AtariDqnModel(n_actions, dueling=config.dueling).to(self.device)
         self.target = AtariDqnModel(n_actions, dueling=config.dueling).to(self.device)
         self.optimizer = make_optimizer(self.model, start.lr, config.batch_size)
@@ -70,7 +70,7 @@ class NativeEngine:
         self._eps_itr_max = max(1, config.eps_steps // SAMPLER_BATCH)
         self._beta_itr_max = max(1, PRI_BETA_STEPS // SAMPLER_BATCH)
         self.model.train()
-        self._observation = self.env.reset()
+        self._observations = self.envs.reset()
         self._trajectory = new_trajectory()
         if start.resume_state is not None:
             self._restore(start.resume_state)
@@ -127,9 +127,9 @@ class NativeEngine:
             "cpu": torch.backends.cpu.get_cpu_capability(),
             "device": str(self.device),
         }
-        arrays = {"observation": self._observation}
+        arrays = {"observations": self._observations}
         for name, (part_meta, part_arrays) in (("rng", resume.rngs(self.device)),
-                                               ("env", resume.env(self.env)),
+                                               ("env", resume.envs(self.envs)),
                                                ("replay", resume.replay(self.replay))):
             meta[name] = part_meta
             arrays |= part_arrays
@@ -141,13 +141,13 @@ class NativeEngine:
         self._warn_if_machine_differs(saved)
         try:
             resume.restore_replay(self.replay, meta["replay"], saved)
-            resume.restore_env(self.env, meta["env"], saved)
+            resume.restore_envs(self.envs, meta["env"], saved)
         except ValueError as err:
             raise SnapshotError(f"{saved.path}: does not fit this job ({err}).") from None
         resume.restore_rngs(meta["rng"], saved, self.device)
         self.rng.bit_generator.state = meta["act_rng"]
         self.learner.update_counter = int(meta["update_counter"])
-        self._observation = saved.array("observation")
+        self._observations = saved.array("observations")
         self._trajectory = {k: float(v) for k, v in meta["trajectory"].items()}
         self.log(f"exact resume from {saved.path.name}: replay of {len(self.replay)} steps, "
                  "RNG, emulator and schedule state restored")
@@ -169,7 +169,7 @@ class NativeEngine:
     def _act(self, observation: np.ndarray, epsilon: float) -> int:
         """Epsilon-greedy: the network is only asked when the coin says exploit."""
         if self.rng.random() < epsilon:
-            return int(self.rng.integers(self.env.n_actions))
+            return int(self.rng.integers(self.envs.n_actions))
         with torch.no_grad():
             obs = torch.from_numpy(observation).to(self.device, non_blocking=True)
             return int(self.model(obs).argmax(-1).item())
@@ -182,16 +182,16 @@ class NativeEngine:
         ended = []
         trajectory = self._trajectory
         for _ in range(SAMPLER_BATCH):
-            action = self._act(self._observation, epsilon)
-            step = self.env.step(action)
-            self.replay.append(self._observation[-1], action, step.reward, step.done)
-            add_step(trajectory, step.reward, step.game_score, self.config.discount)
-            if step.traj_done:
+            action = self._act(self._observations[0], epsilon)
+            steps = self.envs.step(np.array([action]))
+            self.replay.append(self._observations[0][-1], action, float(steps.rewards[0]),
+                               bool(steps.dones[0]))
+            add_step(trajectory, float(steps.rewards[0]), float(steps.game_scores[0]),
+                     self.config.discount)
+            if steps.traj_dones[0]:
                 ended.append(finished(trajectory))
                 trajectory = self._trajectory = new_trajectory()
-                self._observation = self.env.reset()
-            else:
-                self._observation = step.observation
+            self._observations = steps.observations
         return epsilon, ended
 
     def optimize(self, itr: int) -> OptStats:

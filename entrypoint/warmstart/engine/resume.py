@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ..checkpoint.resume_state import ResumeState
-from .atari import AtariEnv, EnvState
+from .atari import EnvState
+from .envs import SerialEnvs
 from .replay import PrioritizedReplay, UniformReplay
 
 Part = tuple[dict[str, Any], dict[str, np.ndarray]]
@@ -54,20 +55,23 @@ def restore_rngs(meta: dict[str, Any], saved: ResumeState, device: torch.device)
                                       for i in range(meta["cuda_devices"])])
 
 
-def env(atari: AtariEnv) -> Part:
-    """The emulator's full system state (its RNG included), frame stack, lives and counters."""
-    state = atari.clone_state()
-    meta = {"game": state.game, "lives": state.lives, "step_counter": state.step_counter,
-            "noop_rng": state.noop_rng}
-    return meta, {"env/ale": np.frombuffer(state.ale, dtype=np.uint8),
-                  "env/frames": state.frames}
+def envs(batch: SerialEnvs) -> Part:
+    """Each environment's emulator state (its RNG included), frame stack, lives and counters."""
+    meta, arrays = [], {}
+    for b, state in enumerate(batch.states()):
+        meta.append({"game": state.game, "lives": state.lives,
+                     "step_counter": state.step_counter, "noop_rng": state.noop_rng})
+        arrays |= {f"env/{b}/ale": np.frombuffer(state.ale, dtype=np.uint8),
+                   f"env/{b}/frames": state.frames}
+    return {"envs": meta}, arrays
 
 
-def restore_env(atari: AtariEnv, meta: dict[str, Any], saved: ResumeState) -> None:
-    atari.restore_state(EnvState(
-        game=meta["game"], ale=saved.array("env/ale").tobytes(),
-        frames=saved.array("env/frames"), lives=meta["lives"],
-        step_counter=meta["step_counter"], noop_rng=meta["noop_rng"]))
+def restore_envs(batch: SerialEnvs, meta: dict[str, Any], saved: ResumeState) -> None:
+    """Put every environment back; a saved batch of another size does not fit (ValueError)."""
+    batch.restore([EnvState(game=env["game"], ale=saved.array(f"env/{b}/ale").tobytes(),
+                            frames=saved.array(f"env/{b}/frames"), lives=env["lives"],
+                            step_counter=env["step_counter"], noop_rng=env["noop_rng"])
+                   for b, env in enumerate(meta["envs"])])
 
 
 def replay(buffer: UniformReplay) -> Part:
