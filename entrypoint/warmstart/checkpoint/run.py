@@ -99,7 +99,8 @@ def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or check(value)
 
 
-_PARENT = {"path": lambda value: isinstance(value, str) and "\x00" not in value, "sha256": _kind(str), "itr": _int, "cum_steps": _int}
+_PARENT = {"path": lambda value: isinstance(value, str) and "\x00" not in value,
+           "sha256": _kind(str), "itr": _int, "cum_steps": _int}
 _BUDGET = {k: _int for k in ("start_itr", "target_itr", "target_cum_steps",
                              "eps_decay_start_itr")}
 _ENTRY = {"file": _kind(str), "itr": _int, "cum_steps": _int, "sha256": _kind(str)}

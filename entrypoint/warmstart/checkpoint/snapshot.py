@@ -3,8 +3,9 @@
 A snapshot is rlpyt's ``params.pkl`` / ``itr_N.pkl``: a ``torch.save`` dict with ``itr``,
 ``cum_steps``, ``agent_state_dict`` and ``optimizer_state_dict``. The model's key names and
 shapes are the contract with rlpyt, so everything here is about that dict and nothing about
-training. Loading never runs pickled code (``weights_only=True``); every way a file can be
-unusable becomes one ``SnapshotError`` naming the file and what to do.
+training. Loading never runs pickled code (``weights_only=True``) and opens the file only as a
+regular file of a snapshot's size (``safe_read``: never a FIFO, a device or a link loop); every
+way a file can be unusable becomes one ``SnapshotError`` naming the file and what to do.
 """
 
 from __future__ import annotations

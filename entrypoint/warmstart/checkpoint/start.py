@@ -4,9 +4,11 @@ Read ``prepare`` top to bottom; it follows the README's "What a warm start does"
 1. ``RUN_NAME`` names a run a previous process of this job started: resume it from its own
    newest snapshot towards its target. ``STEPS`` is the run's total from its start, so a larger
    one extends a run (finished or not) and is recorded; a smaller one never shortens it, and
-   after the target an equal or smaller one says so and stops at once.
+   after the target an equal or smaller one says so and stops at once. A run whose records
+   cannot be read stops the job (exit 7): a trainer never writes into a run it cannot read.
 2. Without ``RUN_NAME``, the latest ``run_N`` stopped short of its target and was started with
-   exactly this config: the same job restarted, so resume it the same way.
+   exactly this config: the same job restarted, so resume it the same way (a latest run
+   whose records are damaged is named in the log and left alone).
 3. ``INIT_SNAPSHOT`` names a file: warm-start a new run from it.
 4. Otherwise the newest usable snapshot of ``GAME`` anywhere under ``CKPT_DIR`` (warm start),
    or none (cold start). Both are said plainly in the log.
