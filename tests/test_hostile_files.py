@@ -12,6 +12,7 @@ blocked read into a test failure instead of a hung suite. A few cases go through
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -371,6 +372,23 @@ def test_a_snapshot_file_the_manifest_does_not_vouch_for_is_never_replaced(data:
             made.save_snapshot(19, _tiny_state)
         assert (made.path / "params.pkl").read_bytes() == data
         made.release()
+
+
+def test_a_snapshot_written_just_before_a_kill_is_still_the_runs_own(tmp_path: Path) -> None:
+    """A kill between a snapshot file landing and the manifest's entry for it: the manifest
+    named the write in progress, so the restarted trainer may replace that file."""
+    made = _make_run(tmp_path)
+    newer = b"the snapshot of itr 19, written just before the kill"
+    made.manifest["writing"] = {"files": ["params.pkl"],
+                                "sha256": hashlib.sha256(newer).hexdigest()}
+    made._write_manifest()
+    (made.path / "params.pkl").write_bytes(newer)
+    made.release()
+    restarted = run.RunDir.open(made.path, _config(tmp_path, "job"), log=print)
+    assert restarted is not None
+    restarted.save_snapshot(29, _tiny_state)
+    assert snap.read_training(made.path / "params.pkl").itr == 29
+    assert "writing" not in run.load_manifest(made.path)
 
 
 def test_a_run_name_folder_of_another_run_is_not_taken_over(tmp_path: Path) -> None:

@@ -4,6 +4,9 @@
 ``progress.csv``, ``params.json``) and ``manifest.json``: the parent snapshot and its sha256,
 the config, the job's step budget, the software versions and one entry per snapshot written.
 Every file is replaced atomically, so a job killed at any instant leaves a loadable folder.
+A trainer writes only into a run whose manifest it can read, and replaces a snapshot file only
+when the manifest vouches for the bytes on disk (an entry's sha256, or the write in progress
+when a kill came), so a file of another lineage is never overwritten.
 """
 
 from __future__ import annotations
@@ -116,6 +119,9 @@ MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
         isinstance(t, dict) for t in value)),
     "starts": _optional(_kind(list)),
     "start_progress": _optional(lambda value: _record(value, {"itr": _int, "cum_steps": _int})),
+    "writing": _optional(lambda value: _record(value, {
+        "sha256": _kind(str), "files": lambda files: isinstance(files, list) and all(
+            isinstance(f, str) for f in files)})),
 }
 """What every reader of a manifest relies on, checked once when it is read: a field a
 hand edit or a bad disk changed is a damaged record, never a KeyError or TypeError later."""
@@ -388,6 +394,8 @@ class RunDir:
         data = snap.to_bytes(itr=itr, cum_steps=itr * SAMPLER_BATCH, model=parts["model"],
                              target=parts["target"], optimizer=parts["optimizer"])
         digest = hashlib.sha256(data).hexdigest()
+        for name in files:
+            self._check_own(name)
         # The resume state goes first and older ones go last (see resume_state's docstring):
         # a kill in between never leaves the newest snapshot without its own resume state.
         resume = None
@@ -396,8 +404,10 @@ class RunDir:
                                         config=self.config, payload=parts["resume"])
         else:
             resume_state.prune(self.path, keep=None)
-        for name in files:
-            self._check_own(name)
+        # The manifest names the files and sha256 being written before they land, so a kill
+        # between a file and the manifest's final entry leaves a file the run can vouch for.
+        self.manifest["writing"] = {"files": files, "sha256": digest}
+        self._write_manifest()
         entries = [e for e in self.manifest["snapshots"] if e["file"] not in files]
         for name in files:
             atomic.write_bytes(self.path / name, data)
@@ -408,6 +418,7 @@ class RunDir:
                 entries[-1] |= {"resume_state": resume.name,
                                 "resume_state_bytes": resume.stat().st_size}
         self.manifest["snapshots"] = entries
+        del self.manifest["writing"]
         self._write_manifest()
         self._prune()
         resume_state.prune(self.path, keep=resume)
@@ -426,14 +437,17 @@ class RunDir:
             raise atomic.volume_error(path, err) from None
         if self._written.get(name) == _identity(info):
             return
-        listed = {e["file"]: e["sha256"] for e in self.manifest["snapshots"]}
-        if name not in listed:
+        vouched = {e["sha256"] for e in self.manifest["snapshots"] if e["file"] == name}
+        writing = self.manifest.get("writing")
+        if writing is not None and name in writing["files"]:  # a kill came before the entry
+            vouched.add(writing["sha256"])
+        if not vouched:
             why = "the run's manifest does not list it"
         else:
             try:
                 digest = hashlib.sha256(safe_read.read_bytes(
                     path, limit=safe_read.SNAPSHOT_LIMIT, flags=os.O_NOFOLLOW)).hexdigest()
-                why = None if digest == listed[name] else (
+                why = None if digest in vouched else (
                     "its sha256 is not the one the run's manifest lists")
             except OSError as err:
                 why = err.strerror or str(err)
