@@ -180,14 +180,15 @@ def read_progress(run_dir: Path) -> list[dict[str, str]]:
 
 def _rows_problem(rows: list[dict[str, Any]]) -> str | None:
     """What makes progress.csv rows unusable for a trainer resuming the run, if anything:
-    every row needs its iteration, and the numbers a resume reads must be numbers."""
+    every row needs its iteration and step count, and the numbers a resume reads must be
+    numbers."""
     for i, row in enumerate(rows, start=2):
         if None in row:
             return f"line {i} has more fields than the header"
         for column in ("Diagnostics/Iteration", "Diagnostics/CumSteps",
                        "Diagnostics/TrajsInEval"):
             text = row.get(column)
-            if column == "Diagnostics/Iteration" or text:
+            if column != "Diagnostics/TrajsInEval" or text:
                 try:
                     if not math.isfinite(float(text)):
                         raise ValueError
