@@ -29,7 +29,7 @@ import torch
 from conftest import FILES_ONLY_RUN, warmstart
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from warmstart.checkpoint import lock, records, resume_state, run, safe_read
+from warmstart.checkpoint import discovery, lock, records, resume_state, run, safe_read
 from warmstart.checkpoint import snapshot as snap
 from warmstart.config import Config
 from warmstart.errors import RunRecordError, SnapshotError
@@ -164,6 +164,23 @@ def test_snapshot_readers_refuse_special_files_at_once(kind: str) -> None:
         if kind != "dangling":
             with pytest.raises(snap.NotASnapshotError, match="not a snapshot file"):
                 snap.read(path)
+
+
+@pytest.mark.parametrize("kind", SPECIAL)
+def test_discovery_passes_over_special_files_in_one_line_each(kind: str,
+                                                              rlpyt_run_dir: Path) -> None:
+    odd = rlpyt_run_dir / "copied" / "itr_99.pkl"
+    odd.parent.mkdir()
+    _make_special(odd, kind)
+    logged: list[str] = []
+    with _no_hang():
+        found = discovery.newest(discovery.candidates(rlpyt_run_dir), strict=False,
+                                 log=logged.append)
+    assert found is not None and found.path.parent.name == "pong_example1"
+    if kind in ("folder", "link_to_folder"):  # not a file: never a candidate
+        assert logged == []
+    else:
+        assert len(logged) == 1 and f"skipping unusable snapshot: {odd}:" in logged[0], logged
 
 
 @FEW
