@@ -8,8 +8,9 @@ lock. The file holds the holder's host, pid and start time, for the message a wa
 gives; a trainer writes them only once it commits to writing the run (``RunLock.claim``), so a
 trainer that looks at a run and then starts another (its parent's) leaves the lock file as it
 was. The lock file is opened as any file on the volume is (``safe_read``): a link, a FIFO or a
-device under its name is a damaged run record, never written through. Its name starts with a dot and matches neither a snapshot nor a temp file, so discovery
-never reads it and a sweep never removes it.
+device under its name is a damaged run record, never written through. Its name starts with a
+dot and matches neither a snapshot nor a temp file, so discovery never reads it and a sweep
+never removes it.
 """
 
 from __future__ import annotations
