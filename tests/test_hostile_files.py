@@ -29,7 +29,7 @@ import torch
 from conftest import FILES_ONLY_RUN, warmstart
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from warmstart.checkpoint import discovery, lock, records, resume_state, run, safe_read
+from warmstart.checkpoint import atomic, discovery, lock, records, resume_state, run, safe_read
 from warmstart.checkpoint import snapshot as snap
 from warmstart.config import Config
 from warmstart.errors import RunRecordError, SnapshotError
@@ -407,6 +407,24 @@ def test_a_snapshot_written_just_before_a_kill_is_still_the_runs_own(tmp_path: P
     restarted.save_snapshot(29, _tiny_state)
     assert snap.read_training(made.path / "params.pkl").itr == 29
     assert "writing" not in run.load_manifest(made.path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "dangling", "link_to_file"])
+def test_a_leftover_temp_file_is_never_written_through(kind: str, tmp_path: Path) -> None:
+    """A killed writer with the same pid (pid 1 in every container) may have left its temp
+    file; whatever stands there now, the write makes a file of its own."""
+    other = tmp_path / "other-run-params.pkl"
+    other.write_bytes(b"another lineage's snapshot")
+    target = tmp_path / "params.pkl"
+    temp = tmp_path / f".params.pkl{atomic.TEMP_MARKER}{os.getpid()}"
+    if kind == "link_to_file":
+        temp.symlink_to(other)
+    else:
+        _make_special(temp, kind)
+    with _no_hang():
+        atomic.write_bytes(target, b"new")
+    assert target.read_bytes() == b"new" and not os.path.lexists(temp)
+    assert other.read_bytes() == b"another lineage's snapshot"
 
 
 def test_a_run_name_folder_of_another_run_is_not_taken_over(tmp_path: Path) -> None:
