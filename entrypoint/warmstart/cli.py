@@ -142,10 +142,17 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu, cuda or auto [default: DEVICE, auto]")
 
 
+def _volume(settings: config.Config) -> Path:
+    """CKPT_DIR, for a command given no path: a folder, or exit 4 as for training."""
+    from .checkpoint.volume import folder
+
+    return folder(settings.ckpt_dir)
+
+
 def _lineage(path: Path | None, curve: Path | None) -> int:
     from .reporting import lineage
 
-    chain = lineage.lineage(lineage.run_of(path or config.from_environment().ckpt_dir))
+    chain = lineage.lineage(lineage.run_of(path or _volume(config.from_environment())))
     print(lineage.table(chain))
     if curve is not None:
         from .reporting.curve import draw
@@ -158,7 +165,7 @@ def _lineage(path: Path | None, curve: Path | None) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .reporting.report import report
 
-    return report(args.path or config.from_environment().ckpt_dir, args.plot,
+    return report(args.path or _volume(config.from_environment()), args.plot,
                   args.abandoned_after * 60, out=print,
                   err=lambda line: print(line, file=sys.stderr))
 
@@ -170,7 +177,7 @@ def _eval(args: argparse.Namespace) -> int:
              "EVAL_EPISODES": None if args.episodes is None else str(args.episodes)}
     settings = config.from_environment({k: v for k, v in flags.items() if v is not None},
                                        log=print)
-    return run(args.path or settings.ckpt_dir, settings, game=args.game and settings.game,
+    return run(args.path or _volume(settings), settings, game=args.game and settings.game,
                epsilon=args.epsilon, max_steps=args.max_steps, video_path=args.video)
 
 
@@ -210,9 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     killed `tee`) or a full disk under a redirected log never turns into an exit or a lost
     snapshot.
     """
-    runtime_dirs.prepare()  # before matplotlib or torch is imported
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not {"-h", "--help", "--version"} & set(args):  # those never touch the volume
+        runtime_dirs.prepare()  # before matplotlib or torch is imported
     with guarded_output():
-        return _run(list(sys.argv[1:] if argv is None else argv))
+        return _run(args)
 
 
 def _run(args_list: list[str]) -> int:

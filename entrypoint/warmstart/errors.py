@@ -48,8 +48,16 @@ class DeviceError(UserError):
     exit_code = 6
 
 
+class RunRecordError(UserError):
+    """A run folder's own records (manifest.json, progress.csv, lock file) are damaged or are
+    not this trainer's (exit 7): it will not write into a run it cannot read. A person must
+    move the folder aside or choose another RUN_NAME; retrying cannot help."""
+
+    exit_code = 7
+
+
 RETRY_CANNOT_HELP: tuple[type[UserError], ...] = (ConfigError, SnapshotError, VolumeError,
-                                                 DeviceError)
+                                                 DeviceError, RunRecordError)
 """Errors a restart of the same pod cannot fix: the Kubernetes Jobs' ``podFailurePolicy`` fails
 the Job at once on their exit codes (tests/test_k8s.py holds the manifests to this tuple).
 RunLockedError is not among them: the other trainer goes away."""
@@ -64,6 +72,7 @@ EXIT_CODES: dict[int, str] = {
     VolumeError.exit_code: "checkpoint volume problem (missing, read-only, full)",
     RunLockedError.exit_code: "another trainer holds the run folder (retry later)",
     DeviceError.exit_code: "a GPU is present but torch cannot use it (driver too old)",
+    RunRecordError.exit_code: "the run folder's records are damaged or not this trainer's",
     EXIT_SIGINT: "stopped by SIGINT after a final snapshot",
     EXIT_SIGTERM: "stopped by SIGTERM after a final snapshot",
 }

@@ -38,6 +38,12 @@ CACHE_VARIABLES = {
 }
 
 
+def _resolved(path: str) -> Path:
+    """``path`` with its links resolved as far as they go: a link loop (a CKPT_DIR pointing at
+    itself) is left as it is, for the command to refuse in its own words, never an error here."""
+    return Path(os.path.realpath(path))
+
+
 def _writable(path: str | os.PathLike[str]) -> bool:
     return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
@@ -45,11 +51,11 @@ def _writable(path: str | os.PathLike[str]) -> bool:
 def _volume(environ: MutableMapping[str, str]) -> list[Path]:
     """The checkpoint volume, as the environment names it (the image sets CKPT_DIR)."""
     ckpt = environ.get("WARMSTART_CKPT_DIR") or environ.get("CKPT_DIR")
-    return [Path(ckpt).resolve()] if ckpt else []
+    return [_resolved(ckpt)] if ckpt else []
 
 
 def _on_volume(path: str, volumes: list[Path]) -> bool:
-    resolved = Path(path).resolve()
+    resolved = _resolved(path)
     return any(resolved == v or (v != Path("/") and resolved.is_relative_to(v))
                for v in volumes)
 
@@ -57,10 +63,10 @@ def _on_volume(path: str, volumes: list[Path]) -> bool:
 def _temp_root(environ: MutableMapping[str, str], volumes: list[Path]) -> str | None:
     """The first writable temporary directory that is neither on the volume nor the working
     directory (where ``tempfile`` falls back to)."""
-    cwd = Path.cwd().resolve()
+    cwd = _resolved(os.getcwd())
     for candidate in (environ.get("TMPDIR"), *TEMP_CANDIDATES):
         if (candidate and _writable(candidate) and not _on_volume(candidate, volumes)
-                and Path(candidate).resolve() != cwd):
+                and _resolved(candidate) != cwd):
             return candidate
     return None
 

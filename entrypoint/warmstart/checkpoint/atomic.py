@@ -41,7 +41,11 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
     """
     temp = _temp_path(path)
     try:
-        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb") as handle:
+        # a temp file a killed writer with this pid left (pid 1 in every container) is junk;
+        # whatever it is (a link, a FIFO), a new file is made, never written through it
+        temp.unlink(missing_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with open(os.open(temp, flags, 0o644), "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -5,8 +5,12 @@ writes its final snapshot, or two `make train` in two terminals) would otherwise
 run and silently overwrite each other's snapshots. The lock lives as long as the process: the
 kernel drops it when the process exits or is killed, so a SIGKILL or an OOM kill leaves no stale
 lock. The file holds the holder's host, pid and start time, for the message a waiting trainer
-gives. Its name starts with a dot and matches neither a snapshot nor a temp file, so discovery
-never reads it and a sweep never removes it.
+gives; a trainer writes them only once it commits to writing the run (``RunLock.claim``), so a
+trainer that looks at a run and then starts another (its parent's) leaves the lock file as it
+was. The lock file is opened as any file on the volume is (``safe_read``): a link, a FIFO or a
+device under its name is a damaged run record, never written through. Its name starts with a
+dot and matches neither a snapshot nor a temp file, so discovery never reads it and a sweep
+never removes it.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import RunLockedError
+from ..errors import RunLockedError, RunRecordError
+from . import safe_read
 from .atomic import volume_error
 
 FILE = ".warmstart.lock"
 POLL_S = 0.2
+LIMIT = 64 * safe_read.KB
+"""A lock file holds one line; anything bigger is not ours."""
 
 
 class RunLock:
@@ -31,6 +38,19 @@ class RunLock:
     def __init__(self, folder: Path, fd: int) -> None:
         self.folder = folder
         self._fd: int | None = fd
+
+    def claim(self) -> None:
+        """Write this process's host, pid and start time into the lock file, for the message
+        a trainer waiting for this one gives: only a trainer that writes the run claims it."""
+        if self._fd is None:
+            return
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"host {socket.gethostname()}, pid {os.getpid()}, since "
+                      f"{since}\n".encode(), 0)
+        except OSError as err:
+            raise volume_error(self.folder / FILE, err) from None
 
     def release(self) -> None:
         if self._fd is not None:
@@ -44,6 +64,17 @@ def _holder(fd: int) -> str:
     return text or "another trainer"
 
 
+def _open(path: Path, flags: int) -> int:
+    """The lock file, opened without following a link or blocking, and only if regular."""
+    try:
+        return safe_read.open_fd(path, limit=LIMIT, flags=flags | os.O_NOFOLLOW)
+    except safe_read.UnreadableFile as err:
+        raise RunRecordError(
+            f"{path}: not a lock file ({err.why}); a trainer never writes into a run it cannot "
+            f"read: delete it, or move the folder {path.parent} aside, or use another "
+            "RUN_NAME.") from None
+
+
 def _take(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -55,12 +86,15 @@ def _take(fd: int) -> bool:
 def acquire(folder: Path, *, wait_s: float, log: Callable[[str], None]) -> RunLock:
     """Lock ``folder`` for this process, waiting up to ``wait_s`` seconds for a holder to end.
 
-    Raises RunLockedError (exit 5) naming the holder when it still holds the lock then, and
-    VolumeError when the lock file cannot be created.
+    Raises RunLockedError (exit 5) naming the holder when it still holds the lock then,
+    RunRecordError when the lock file is not a regular file, and VolumeError when it cannot
+    be created. The lock file is not written here: see ``RunLock.claim``.
     """
     path = folder / FILE
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open(path, os.O_RDWR | os.O_CREAT)
+    except RunRecordError:
+        raise
     except OSError as err:
         raise volume_error(path, err) from None
     try:
@@ -76,10 +110,6 @@ def acquire(folder: Path, *, wait_s: float, log: Callable[[str], None]) -> RunLo
                         f"{wait_s:g}s (LOCK_WAIT); two trainers must not write one run: "
                         "stop the other one, give this job another RUN_NAME, or retry later.")
                 time.sleep(POLL_S)
-        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"host {socket.gethostname()}, pid {os.getpid()}, since {since}\n"
-                  .encode(), 0)
     except BaseException:
         os.close(fd)
         raise
@@ -87,10 +117,11 @@ def acquire(folder: Path, *, wait_s: float, log: Callable[[str], None]) -> RunLo
 
 
 def held(folder: Path) -> bool:
-    """Whether a live process holds ``folder``'s lock (an unlocked or missing file: no)."""
+    """Whether a live process holds ``folder``'s lock (an unlocked, missing or damaged file:
+    no; taking the lock then says what is wrong with it)."""
     try:
-        fd = os.open(folder / FILE, os.O_RDONLY)
-    except OSError:
+        fd = _open(folder / FILE, os.O_RDONLY)
+    except (OSError, RunRecordError):
         return False
     try:
         if _take(fd):

@@ -8,12 +8,12 @@ one small JSON file per folder, so discovery can ask it of every candidate on a 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import SAMPLER_BATCH
+from . import safe_read
 from .run import PARAMS_JSON, read_manifest
 
 
@@ -32,8 +32,8 @@ class Records:
 def _logged_params(folder: Path) -> dict[str, Any]:
     """params.json as a dict; empty when absent or not a JSON object (rlpyt's or ours)."""
     try:
-        logged = json.loads((folder / PARAMS_JSON).read_text())
-    except (OSError, ValueError):
+        logged = safe_read.read_json(folder / PARAMS_JSON)
+    except (OSError, ValueError):  # absent, a special file, not JSON, nested too deep
         return {}
     return logged if isinstance(logged, dict) else {}
 

@@ -20,10 +20,11 @@ resume states none of which is its own is a set someone mixed: refused, never gu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import numpy as np
 from .. import provenance
 from ..config import SAMPLER_BATCH, Config
 from ..errors import ConfigError, SnapshotError
-from . import atomic
+from . import atomic, safe_read
 from . import snapshot as snap
 
 FORMAT = 1
@@ -90,14 +91,24 @@ def write(run_path: Path, *, itr: int, params_sha256: str, config: Config,
     return path
 
 
+def _read_member(zf: zipfile.ZipFile, name: str) -> bytes:
+    """A small member read whole, refused when it says (or turns out) to be large: a zip's
+    member sizes are its own claims, and a crafted one may inflate without bound."""
+    with zf.open(name) as member:
+        data = member.read(safe_read.JSON_LIMIT + 1)
+    if len(data) > safe_read.JSON_LIMIT:
+        raise ValueError(f"{name} is larger than {safe_read.JSON_LIMIT} bytes")
+    return data
+
+
 class ResumeState:
     """A resume-state file on disk: its meta read eagerly, its arrays read on demand."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            with zipfile.ZipFile(path) as zf:
-                self.meta: dict[str, Any] = json.loads(zf.read(META))
+            with self._zip() as zf:
+                self.meta: dict[str, Any] = safe_read.loads(_read_member(zf, META))
         except (OSError, zipfile.BadZipFile, KeyError, ValueError) as err:
             raise self._unreadable(err) from None
         if isinstance(self.meta, dict) and self.meta.get("format") != FORMAT:
@@ -106,6 +117,13 @@ class ResumeState:
                 and isinstance(self.meta.get("settings"), dict)
                 and isinstance(self.meta.get("params_sha256"), str)):
             raise self._unreadable(f"{META} is not the record this trainer writes")
+
+    @contextlib.contextmanager
+    def _zip(self) -> Iterator[zipfile.ZipFile]:
+        """The file as a zip archive, opened as every file on the volume is (``safe_read``)."""
+        with (safe_read.open_file(self.path, limit=safe_read.RESUME_STATE_LIMIT) as handle,
+              zipfile.ZipFile(handle) as archive):
+            yield archive
 
     def _unreadable(self, why: Exception | str) -> SnapshotError:
         what = why if isinstance(why, str) else f"{type(why).__name__}: {why}"
@@ -130,7 +148,7 @@ class ResumeState:
 
     def _member(self, name: str, read: Callable[[Any], np.ndarray]) -> np.ndarray:
         try:
-            with zipfile.ZipFile(self.path) as zf, zf.open(f"{name}.npy") as member:
+            with self._zip() as zf, zf.open(f"{name}.npy") as member:
                 return read(member)
         except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError) as err:
             raise self._unreadable(err) from None

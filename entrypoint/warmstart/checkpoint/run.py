@@ -4,6 +4,9 @@
 ``progress.csv``, ``params.json``) and ``manifest.json``: the parent snapshot and its sha256,
 the config, the job's step budget, the software versions and one entry per snapshot written.
 Every file is replaced atomically, so a job killed at any instant leaves a loadable folder.
+A trainer writes only into a run whose manifest it can read, and replaces a snapshot file only
+when the manifest vouches for the bytes on disk (an entry's sha256, or the write in progress
+when a kill came), so a file of another lineage is never overwritten.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import csv
 import hashlib
 import io
 import json
+import math
+import os
 import re
 import time
 from collections.abc import Callable
@@ -21,8 +26,8 @@ from typing import Any
 
 from .. import provenance
 from ..config import SAMPLER_BATCH, Config
-from ..errors import RunLockedError
-from . import atomic, lock, resume_state
+from ..errors import RunLockedError, RunRecordError
+from . import atomic, lock, resume_state, safe_read
 from . import snapshot as snap
 
 MANIFEST = "manifest.json"
@@ -30,10 +35,19 @@ PROGRESS = "progress.csv"
 PARAMS_JSON = "params.json"
 MANIFEST_FORMAT = 1
 _RUN_N = re.compile(r"^run_(\d+)$")
+_RUN_FILE = re.compile(r"^(params\.pkl|itr_\d+\.pkl|progress\.csv|params\.json|"
+                       r"resume-itr_\d+\.npz)$")
+"""What a run folder holds besides its manifest: files a trainer must not write over unless
+the folder's manifest says the run is its own."""
 
 StateFn = Callable[[], dict[str, Any]]
 """Returns ``model``, ``target`` and ``optimizer`` state dicts on the CPU, when a snapshot is due,
 and with RESUME_STATE=full a ``resume`` ResumePayload."""
+
+
+def _identity(info: os.stat_result) -> tuple[int, ...]:
+    """What tells one version of a file from another without reading it."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode)
 
 
 def _now() -> str:
@@ -71,23 +85,116 @@ def latest_run_dir(ckpt_dir: Path) -> Path | None:
     return max(numbered)[1] if numbered else None
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any] | None:
-    """The run's manifest, or None when the folder is not one of ours (or never got that far)."""
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _record(value: Any, fields: dict[str, Callable[[Any], bool]]) -> bool:
+    return isinstance(value, dict) and all(ok(value.get(k)) for k, ok in fields.items())
+
+
+def _kind(*kinds: type) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, kinds) and not (
+        isinstance(value, bool) and bool not in kinds)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+_PARENT = {"path": lambda value: isinstance(value, str) and "\x00" not in value,
+           "sha256": _kind(str), "itr": _int, "cum_steps": _int}
+_BUDGET = {k: _int for k in ("start_itr", "target_itr", "target_cum_steps",
+                             "eps_decay_start_itr")}
+_ENTRY = {"file": _kind(str), "itr": _int, "cum_steps": _int, "sha256": _kind(str)}
+MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "format": lambda value: value == MANIFEST_FORMAT,
+    "status": _kind(str), "game": _kind(str), "created": _kind(str), "dueling": _kind(bool),
+    "config": _kind(dict),
+    "parent": _optional(lambda value: _record(value, _PARENT)),
+    "budget": lambda value: _record(value, _BUDGET),
+    "snapshots": lambda value: isinstance(value, list) and all(_record(e, _ENTRY)
+                                                               for e in value),
+    "targets": _optional(lambda value: isinstance(value, list) and all(
+        isinstance(t, dict) for t in value)),
+    "starts": _optional(_kind(list)),
+    "start_progress": _optional(lambda value: _record(value, {"itr": _int, "cum_steps": _int})),
+    "writing": _optional(lambda value: _record(value, {
+        "sha256": _kind(str), "files": lambda files: isinstance(files, list) and all(
+            isinstance(f, str) for f in files)})),
+}
+"""What every reader of a manifest relies on, checked once when it is read: a field a
+hand edit or a bad disk changed is a damaged record, never a KeyError or TypeError later."""
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    if not isinstance(manifest, dict):
+        return f"it holds a JSON {type(manifest).__name__}, not an object"
+    wrong = [k for k, ok in MANIFEST_FIELDS.items() if not ok(manifest.get(k))]
+    if wrong:
+        return f"'{wrong[0]}' is {manifest.get(wrong[0])!r:.60}"
+    return None
+
+
+def load_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The run's manifest, None when the folder has none (not one of ours, or it never got
+    that far); RunRecordError when there is one that cannot be read, is not JSON, or does not
+    hold the fields and types this trainer writes (``MANIFEST_FIELDS``)."""
+    path = run_dir / MANIFEST
     try:
-        manifest = json.loads((run_dir / MANIFEST).read_text())
-    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
+        manifest = safe_read.read_json(path)
+    except FileNotFoundError:
         return None
-    return manifest if isinstance(manifest, dict) and manifest.get(
-        "format") == MANIFEST_FORMAT else None
+    except OSError as err:
+        problem = err.strerror or str(err)
+    except ValueError as err:  # not UTF-8, not JSON, nested too deep
+        problem = f"not JSON: {str(err).splitlines()[0]:.80}"
+    else:
+        problem = _manifest_problem(manifest)
+        if problem is None:
+            return manifest
+    raise RunRecordError(
+        f"{path}: damaged run record ({problem}); a trainer never writes into a run it cannot "
+        f"read: restore the file, or move the folder {run_dir} aside, or use another RUN_NAME.")
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """``load_manifest`` for readers that only look (discovery, report, lineage): a damaged
+    manifest counts as none."""
+    try:
+        return load_manifest(run_dir)
+    except RunRecordError:
+        return None
 
 
 def read_progress(run_dir: Path) -> list[dict[str, str]]:
-    """The run's progress.csv rows; none before its first log point."""
+    """The run's progress.csv rows; none before its first log point. A file that is not
+    readable text raises OSError (``safe_read.UnreadableFile`` too), UnicodeDecodeError or
+    csv.Error."""
     try:
-        with open(run_dir / PROGRESS, newline="") as handle:
-            return list(csv.DictReader(handle))
+        text = safe_read.read_text(run_dir / PROGRESS, limit=safe_read.CSV_LIMIT)
     except FileNotFoundError:
         return []
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def _rows_problem(rows: list[dict[str, Any]]) -> str | None:
+    """What makes progress.csv rows unusable for a trainer resuming the run, if anything:
+    every row needs its iteration and step count, and the numbers a resume reads must be
+    numbers."""
+    for i, row in enumerate(rows, start=2):
+        if None in row:
+            return f"line {i} has more fields than the header"
+        for column in ("Diagnostics/Iteration", "Diagnostics/CumSteps",
+                       "Diagnostics/TrajsInEval"):
+            text = row.get(column)
+            if column != "Diagnostics/TrajsInEval" or text:
+                try:
+                    if not math.isfinite(float(text)):
+                        raise ValueError
+                except (TypeError, ValueError):
+                    return f"line {i}: {column} is {text!r:.30}, not a number"
+    return None
 
 
 @dataclass(frozen=True)
@@ -121,12 +228,17 @@ class RunDir:
         self.manifest = manifest
         self._gap_itrs = max(1, config.snapshot_every // SAMPLER_BATCH)
         self.protected: Path | None = None  # the snapshot this process started from
-        try:
+        self._written: dict[str, tuple[int, ...]] = {}  # file -> identity when this process
+        try:                                            # wrote or checked it (``_check_own``)
             self._rows: list[dict[str, Any]] = read_progress(self.path)
-        except (OSError, csv.Error, UnicodeDecodeError):
-            raise snap.SnapshotError(
-                f"{self.path / PROGRESS}: not a progress.csv this trainer can read; move it "
-                "aside to resume this run (its log then starts again from here).") from None
+            problem = _rows_problem(self._rows)
+        except (OSError, csv.Error, UnicodeDecodeError) as err:
+            problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if problem is not None:
+            held.release()
+            raise RunRecordError(
+                f"{self.path / PROGRESS}: not a progress.csv this trainer can read ({problem:.80});"
+                " move it aside to resume this run (its log then starts again from here).")
 
     @property
     def name(self) -> str:
@@ -155,14 +267,30 @@ class RunDir:
                 path.mkdir(parents=False, exist_ok=config.run_name is not None)
                 break
             except FileExistsError:
+                if config.run_name is not None:  # RUN_NAME names a file, not a folder
+                    raise RunRecordError(f"RUN_NAME={config.run_name}: {path} is not a folder; "
+                                         "use another RUN_NAME.") from None
                 path = path.with_name(next_run_name(path.parent))
             except OSError as err:
                 raise atomic.volume_error(path, err) from None
         held = lock.acquire(path, wait_s=config.lock_wait, log=log)
-        if read_manifest(path) is not None:  # RUN_NAME: another trainer began it while we waited
+        try:
+            found = load_manifest(path)
+            foreign = sorted(p.name for p in path.iterdir() if _RUN_FILE.match(p.name))
+        except BaseException:
+            held.release()
+            raise
+        if found is not None:  # RUN_NAME: another trainer began it while we waited
             held.release()
             raise RunLockedError(f"{path} was started by another trainer while this one waited "
                                  "for it; retry to resume it.")
+        if foreign:  # RUN_NAME names a folder of files that no manifest says are ours
+            held.release()
+            raise RunRecordError(
+                f"RUN_NAME={config.run_name}: {path} holds {', '.join(foreign[:3])} but no "
+                f"{MANIFEST}: not a run this trainer started, and a trainer never writes into "
+                "another run; use another RUN_NAME (INIT_SNAPSHOT can name its snapshot).")
+        held.claim()
         manifest = {
             "format": MANIFEST_FORMAT,
             "run": path.name,
@@ -196,14 +324,22 @@ class RunDir:
         Takes the run's lock first, waiting up to LOCK_WAIT for a trainer still writing it,
         and reads the manifest as that trainer left it.
         """
-        if read_manifest(path) is None:
+        if load_manifest(path) is None:
             return None
         held = lock.acquire(path, wait_s=config.lock_wait, log=log)
-        manifest = read_manifest(path)
+        try:
+            manifest = load_manifest(path)
+        except BaseException:
+            held.release()
+            raise
         if manifest is None:
             held.release()
             return None
         return cls(path, config, manifest, held)
+
+    def claim(self) -> None:
+        """Commit to writing this run: its lock file names this process from now on."""
+        self._lock.claim()
 
     def release(self) -> None:
         """Give up the run's lock: this process will not write the run after all."""
@@ -259,6 +395,8 @@ class RunDir:
         data = snap.to_bytes(itr=itr, cum_steps=itr * SAMPLER_BATCH, model=parts["model"],
                              target=parts["target"], optimizer=parts["optimizer"])
         digest = hashlib.sha256(data).hexdigest()
+        for name in files:
+            self._check_own(name)
         # The resume state goes first and older ones go last (see resume_state's docstring):
         # a kill in between never leaves the newest snapshot without its own resume state.
         resume = None
@@ -267,22 +405,63 @@ class RunDir:
                                         config=self.config, payload=parts["resume"])
         else:
             resume_state.prune(self.path, keep=None)
+        # The manifest names the files and sha256 being written before they land, so a kill
+        # between a file and the manifest's final entry leaves a file the run can vouch for.
+        self.manifest["writing"] = {"files": files, "sha256": digest}
+        self._write_manifest()
         entries = [e for e in self.manifest["snapshots"] if e["file"] not in files]
         for name in files:
             atomic.write_bytes(self.path / name, data)
+            self._written[name] = _identity(os.lstat(self.path / name))
             entries.append({"file": name, "itr": itr, "cum_steps": itr * SAMPLER_BATCH,
                             "sha256": digest, "written": _now()})
             if resume is not None:
                 entries[-1] |= {"resume_state": resume.name,
                                 "resume_state_bytes": resume.stat().st_size}
         self.manifest["snapshots"] = entries
+        del self.manifest["writing"]
         self._write_manifest()
         self._prune()
         resume_state.prune(self.path, keep=resume)
         return time.perf_counter() - started
 
+    def _check_own(self, name: str) -> None:
+        """Refuse to replace ``name`` unless this run wrote it: the manifest lists it with the
+        sha256 of the bytes on disk now (a file this process wrote or checked and that has not
+        changed since is not hashed again). A new name is free."""
+        path = self.path / name
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            raise atomic.volume_error(path, err) from None
+        if self._written.get(name) == _identity(info):
+            return
+        vouched = {e["sha256"] for e in self.manifest["snapshots"] if e["file"] == name}
+        writing = self.manifest.get("writing")
+        if writing is not None and name in writing["files"]:  # a kill came before the entry
+            vouched.add(writing["sha256"])
+        if not vouched:
+            why = "the run's manifest does not list it"
+        else:
+            try:
+                digest = hashlib.sha256(safe_read.read_bytes(
+                    path, limit=safe_read.SNAPSHOT_LIMIT, flags=os.O_NOFOLLOW)).hexdigest()
+                why = None if digest in vouched else (
+                    "its sha256 is not the one the run's manifest lists")
+            except OSError as err:
+                why = err.strerror or str(err)
+        if why is not None:
+            raise RunRecordError(
+                f"{path}: not a snapshot this run wrote ({why}); a trainer replaces only its "
+                f"own run's files: move the file or the folder {self.path} aside, or use "
+                "another RUN_NAME.")
+        self._written[name] = _identity(info)
+
     def _prune(self) -> None:
-        """Apply KEEP_SNAPSHOTS to this run's itr_N.pkl files, after the new one is safe.
+        """Apply KEEP_SNAPSHOTS to the itr_N.pkl files the manifest lists (never to a file this
+        run did not write), after the new one is safe.
 
         The snapshot this process started from is never deleted (a restart may still need it),
         and the newest is always among the kept ones.
@@ -290,8 +469,9 @@ class RunDir:
         keep = self.config.keep_snapshots
         if not keep:
             return
-        numbered = sorted(self.path.glob("itr_*.pkl"),
-                          key=lambda p: int(p.stem.removeprefix("itr_")), reverse=True)
+        listed = {e["file"]: e["itr"] for e in self.manifest["snapshots"]
+                  if e["file"].startswith("itr_") and snap.SNAPSHOT_NAME.match(e["file"])}
+        numbered = [self.path / name for name in sorted(listed, key=listed.get, reverse=True)]
         doomed = [p for p in numbered[keep:] if p != self.protected]
         for path in doomed:
             path.unlink(missing_ok=True)
@@ -346,7 +526,7 @@ class RunDir:
         budget = self.manifest["budget"]
         if "targets" not in self.manifest:  # a manifest from before targets were listed
             self.manifest["targets"] = [] if budget["target_itr"] == target_itr else [
-                {"steps": self.manifest["config"]["STEPS"], "target_itr": budget["target_itr"],
+                {"steps": self.manifest["config"].get("STEPS"), "target_itr": budget["target_itr"],
                  "target_cum_steps": budget["target_cum_steps"], "set": self.manifest["created"]}]
         if target_itr > budget["target_itr"] and self.finished:
             self.manifest["status"] = "running"

@@ -3,8 +3,9 @@
 A snapshot is rlpyt's ``params.pkl`` / ``itr_N.pkl``: a ``torch.save`` dict with ``itr``,
 ``cum_steps``, ``agent_state_dict`` and ``optimizer_state_dict``. The model's key names and
 shapes are the contract with rlpyt, so everything here is about that dict and nothing about
-training. Loading never runs pickled code (``weights_only=True``); every way a file can be
-unusable becomes one ``SnapshotError`` naming the file and what to do.
+training. Loading never runs pickled code (``weights_only=True``) and opens the file only as a
+regular file of a snapshot's size (``safe_read``: never a FIFO, a device or a link loop); every
+way a file can be unusable becomes one ``SnapshotError`` naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import hashlib
 import io
 import math
+import os
 import pickle
 import re
 import warnings
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 
 from ..errors import SnapshotError
+from . import safe_read
 
 SNAPSHOT_NAME = re.compile(r"^(params|itr_\d+)\.pkl$")
 
@@ -120,26 +123,31 @@ def model_shape(state_dict: dict[str, torch.Tensor], source: Path) -> ModelShape
     return ModelShape(n_actions=int(out.shape[0]), dueling=dueling)
 
 
-def _torch_load(path: Path, source: Path | io.BytesIO, *, mmap: bool = False) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True``; any failure becomes one ``SnapshotError``.
+def _torch_load(path: Path, fd: int, *, mmap: bool = False,
+                data: bytes | None = None) -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True`` of the file open as ``fd``; any failure
+    becomes one ``SnapshotError``.
 
     The file comes from a volume anyone may have written to, so every exception the loader
     raises is caught: torch's weights-only unpickler meets random bytes with ``IndexError`` or
     ``KeyError`` as often as with ``UnpicklingError``. Its warnings (a pickle protocol it does
-    not expect) are torch's business, not the user's, and stay out of the output.
+    not expect) are torch's business, not the user's, and stay out of the output. A memory map
+    (``mmap``) goes through ``/proc/self/fd``: torch maps a file by name, and that name is the
+    file already opened and checked, whatever the snapshot's own name points at meanwhile.
     """
+    proc = f"/proc/self/fd/{fd}"
+    mapped = mmap and os.path.exists(proc)
+    if not mapped and data is None:
+        data = _read_fd(path, fd)
+    source: str | io.BytesIO = proc if mapped else io.BytesIO(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            loaded = torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
-    except FileNotFoundError:
-        raise SnapshotError(f"{path}: snapshot file does not exist.") from None
-    except PermissionError as err:
-        raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror}).") from None
+            loaded = torch.load(source, map_location="cpu", weights_only=True, mmap=mapped)
     except OSError:
-        if mmap:  # a file system without mmap, or a file cut short: read it whole to tell
-            return _torch_load(path, path)
-        raise _unreadable(path) from None
+        if mapped:  # a file system without mmap, or a file cut short: read it whole to tell
+            return _torch_load(path, fd, data=data)
+        raise _unreadable_fd(path, fd) from None
     except Exception as err:  # noqa: BLE001 - see the docstring: the input is hostile
         refused = _refused_global(err)
         if refused:
@@ -147,7 +155,7 @@ def _torch_load(path: Path, source: Path | io.BytesIO, *, mmap: bool = False) ->
                 f"{path}: refused to load: the file pickles {refused}, which would run code "
                 "on load (only tensors and plain containers are loaded). Re-save it with "
                 "plain dicts and tensors from a trusted rlpyt install, or delete it.") from None
-        raise _unreadable(path) from None
+        raise _unreadable_fd(path, fd) from None
     if not isinstance(loaded, dict):
         raise SnapshotError(f"{path}: holds a {type(loaded).__name__}, not rlpyt's snapshot "
                             "dict (itr, cum_steps, agent_state_dict, optimizer_state_dict).")
@@ -195,16 +203,11 @@ def _one_character_off_an_allowed(name: str) -> bool:
                for known in _allowed_globals())
 
 
-def _unreadable(path: Path) -> SnapshotError:
+def _unreadable(path: Path, head: bytes, is_zip: bool) -> SnapshotError:
     """Say what the file looks like instead of a snapshot, judged by its first bytes."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(4)
-    except OSError as err:
-        return SnapshotError(f"{path}: cannot read snapshot ({err.strerror}).")
     if not head:
         what = "the file is empty"
-    elif head.startswith(b"PK") and not zipfile.is_zipfile(path):
+    elif head.startswith(b"PK") and not is_zip:
         what = ("a zip archive that is cut short (a crash while copying or writing leaves "
                 "one like this)")
     elif head.startswith(b"PK"):
@@ -214,8 +217,53 @@ def _unreadable(path: Path) -> SnapshotError:
         what = "a pickle that is cut short, damaged, or not torch's"
     else:
         what = "neither a torch archive nor a pickle"
+    return _not_a_snapshot(path, what)
+
+
+def _unreadable_fd(path: Path, fd: int) -> SnapshotError:
+    """``_unreadable`` for the file open as ``fd``."""
+    try:
+        head = os.pread(fd, 4, 0)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            is_zip = zipfile.is_zipfile(handle)
+    except OSError as err:
+        return SnapshotError(f"{path}: cannot read snapshot ({err.strerror or err}).")
+    return _unreadable(path, head, is_zip)
+
+
+def _not_a_snapshot(path: Path, what: str) -> NotASnapshotError:
     return NotASnapshotError(f"{path}: not a snapshot file: {what}. Delete it, or point "
                              "INIT_SNAPSHOT at another file.")
+
+
+def _open(path: Path) -> int:
+    """A descriptor of the snapshot file, opened safely (``safe_read``); one SnapshotError
+    when it is missing, cannot be opened, or is not a regular file of a snapshot's size."""
+    try:
+        return safe_read.open_fd(path, limit=safe_read.SNAPSHOT_LIMIT)
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: snapshot file does not exist.") from None
+    except PermissionError as err:
+        raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror}).") from None
+    except safe_read.UnreadableFile as err:
+        raise _not_a_snapshot(path, err.why) from None
+    except OSError as err:
+        raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror or err}).") from None
+
+
+def _read_fd(path: Path, fd: int) -> bytes:
+    """The whole snapshot behind ``fd`` from its start (``_open`` checked its size)."""
+    chunks: list[bytes] = []
+    done = 0
+    try:
+        while chunk := os.pread(fd, 16 << 20, done):
+            chunks.append(chunk)
+            done += len(chunk)
+            if done > safe_read.SNAPSHOT_LIMIT:
+                raise _not_a_snapshot(path, "a file that grew past any snapshot's size")
+        return b"".join(chunks)
+    except OSError as err:
+        raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror or err}).") from None
 
 
 def _as_int(path: Path, params: dict[str, Any], key: str) -> int:
@@ -249,13 +297,12 @@ def _is_number(value: Any) -> bool:
 
 def read(path: Path) -> Snapshot:
     """Load and normalise a snapshot; accept ``agent_state_dict`` whole or as a bare model dict."""
+    fd = _open(path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SnapshotError(f"{path}: snapshot file does not exist.") from None
-    except OSError as err:
-        raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror}).") from None
-    params = _torch_load(path, io.BytesIO(data))
+        data = _read_fd(path, fd)
+        params = _torch_load(path, fd, data=data)
+    finally:
+        os.close(fd)
     missing = [k for k in ("itr", "cum_steps", "agent_state_dict") if k not in params]
     if missing:
         raise SnapshotError(
@@ -321,7 +368,13 @@ def read_training(path: Path) -> Counters:
     cannot be mapped and is read whole. A file that is truncated or not a torch zip archive
     fails here already, which is what lets discovery skip a snapshot that a crash cut short.
     """
-    params = _torch_load(path, path, mmap=zipfile.is_zipfile(path))
+    fd = _open(path)
+    try:
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            is_zip = zipfile.is_zipfile(handle)
+        params = _torch_load(path, fd, mmap=is_zip)
+    finally:
+        os.close(fd)
     return Counters(itr=_as_int(path, params, "itr"), cum_steps=_as_int(path, params, "cum_steps"),
                     updates=optimizer_updates(params.get("optimizer_state_dict")))
 

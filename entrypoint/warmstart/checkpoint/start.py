@@ -4,9 +4,11 @@ Read ``prepare`` top to bottom; it follows the README's "What a warm start does"
 1. ``RUN_NAME`` names a run a previous process of this job started: resume it from its own
    newest snapshot towards its target. ``STEPS`` is the run's total from its start, so a larger
    one extends a run (finished or not) and is recorded; a smaller one never shortens it, and
-   after the target an equal or smaller one says so and stops at once.
+   after the target an equal or smaller one says so and stops at once. A run whose records
+   cannot be read stops the job (exit 7): a trainer never writes into a run it cannot read.
 2. Without ``RUN_NAME``, the latest ``run_N`` stopped short of its target and was started with
-   exactly this config: the same job restarted, so resume it the same way.
+   exactly this config: the same job restarted, so resume it the same way (a latest run
+   whose records are damaged is named in the log and left alone).
 3. ``INIT_SNAPSHOT`` names a file: warm-start a new run from it.
 4. Otherwise the newest usable snapshot of ``GAME`` anywhere under ``CKPT_DIR`` (warm start),
    or none (cold start). Both are said plainly in the log.
@@ -21,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import COLD_MIN_STEPS_LEARN, SAMPLER_BATCH, WARM_MIN_STEPS_LEARN, Config
-from ..errors import ConfigError, SnapshotError
+from ..errors import ConfigError, RunRecordError, SnapshotError
 from . import atomic, discovery, lock, progress, records, volume
 from . import snapshot as snap
 from .resume_state import ResumeState
 from .resume_state import find as find_resume_state
-from .run import Budget, RunDir, latest_run_dir, next_run_name
+from .run import Budget, RunDir, latest_run_dir, load_manifest, next_run_name
 
 DEFAULT_LR = 2.5e-4
 
@@ -74,6 +76,7 @@ def _check_same_job(run: RunDir, config: Config) -> None:
 
 def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoint:
     """Continue the run from its newest snapshot, or from its parent if it never wrote one."""
+    run.claim()
     atomic.sweep_temp_files(run.path)  # the run is ours now: what a killed writer left is junk
     own = discovery.newest(list(discovery.candidates(run.path)),
                            strict=config.strict_snapshots, log=log)
@@ -152,6 +155,38 @@ def _lineage_progress(parent: snap.Snapshot, recorded: records.Records, config: 
     return where
 
 
+def _restarted_job(config: Config, log: Callable[[str], None]) -> StartPoint | None:
+    """Without RUN_NAME: resume the latest ``run_N`` when it stopped short of its target and was
+    started with exactly this config (the same job restarted); None otherwise. The run is
+    looked at before it is locked, so a run that is not resumed keeps its lock file as it was;
+    one whose manifest is damaged is named in the log and left alone."""
+    latest = latest_run_dir(config.ckpt_dir)
+    if latest is None:
+        return None
+    if lock.held(latest):  # a live trainer's run, not a restart
+        log(f"run {latest.name} is being written by another trainer: not resuming it")
+        return None
+
+    def same_job(manifest: dict | None) -> bool:
+        return (manifest is not None and manifest["status"] != "finished"
+                and manifest["config"] == config.as_dict())
+
+    try:
+        if not same_job(load_manifest(latest)):
+            return None
+        unfinished = RunDir.open(latest, config, log=log)
+    except RunRecordError as err:
+        log(f"not resuming run {latest.name}, whose records cannot be read: {err}")
+        return None
+    if unfinished is None or not same_job(unfinished.manifest):
+        if unfinished is not None:
+            unfinished.release()
+        return None
+    log(f"run {unfinished.name} stopped before its target and has this job's exact config: "
+        "resuming it")
+    return _resume(unfinished, config, log)
+
+
 def prepare(config: Config, *, engine: str, n_actions: int,
             log: Callable[[str], None]) -> StartPoint | None:
     """Check the volume, find the start snapshot and open the run; None if the job is done."""
@@ -164,18 +199,9 @@ def prepare(config: Config, *, engine: str, n_actions: int,
                 return None
             return _resume(existing, config, log)
     else:
-        latest = latest_run_dir(config.ckpt_dir)
-        if latest is not None and lock.held(latest):  # a live trainer's run, not a restart
-            log(f"run {latest.name} is being written by another trainer: not resuming it")
-            latest = None
-        unfinished = None if latest is None else RunDir.open(latest, config, log=log)
-        if (unfinished is not None and not unfinished.finished
-                and unfinished.manifest["config"] == config.as_dict()):
-            log(f"run {unfinished.name} stopped before its target and has this job's exact "
-                "config: resuming it")
-            return _resume(unfinished, config, log)
-        if unfinished is not None:
-            unfinished.release()
+        resumed = _restarted_job(config, log)
+        if resumed is not None:
+            return resumed
 
     if config.init_snapshot is not None:
         parent = snap.read(config.init_snapshot)

@@ -26,13 +26,23 @@ def snapshot_bytes(n_actions: int, dueling: bool) -> int:
     return 4 * 4 * (conv + head) + (1 << 20)
 
 
-def check(ckpt_dir: Path, *, n_actions: int, dueling: bool) -> None:
-    """Raise ``VolumeError`` unless ``ckpt_dir`` is a writable folder with room for two snapshots."""
+def folder(ckpt_dir: Path) -> Path:
+    """``ckpt_dir`` when it is a folder; else one ``VolumeError`` line (a link loop or a broken
+    link included: resolving them is never an error of its own)."""
+    if ckpt_dir.is_dir():
+        return ckpt_dir
+    if ckpt_dir.is_symlink() and not ckpt_dir.exists():
+        raise VolumeError(f"CKPT_DIR={ckpt_dir} is a link that leads nowhere (broken, or a "
+                          "loop); point it at the checkpoint volume.")
     if not ckpt_dir.exists():
         raise VolumeError(f"CKPT_DIR={ckpt_dir} does not exist; create it or mount the "
                           "checkpoint volume there.")
-    if not ckpt_dir.is_dir():
-        raise VolumeError(f"CKPT_DIR={ckpt_dir} is not a folder.")
+    raise VolumeError(f"CKPT_DIR={ckpt_dir} is not a folder.")
+
+
+def check(ckpt_dir: Path, *, n_actions: int, dueling: bool) -> None:
+    """Raise ``VolumeError`` unless ``ckpt_dir`` is a writable folder with room for two snapshots."""
+    folder(ckpt_dir)
     probe = ckpt_dir / f".write-probe{atomic.TEMP_MARKER}{os.getpid()}"
     try:
         probe.write_bytes(b"")

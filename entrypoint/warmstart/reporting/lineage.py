@@ -19,11 +19,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import discovery
+from ..checkpoint import discovery, safe_read
 from ..checkpoint import snapshot as snap
 from ..checkpoint.run import PROGRESS, read_manifest, read_progress, steps_done
 from ..errors import SnapshotError
@@ -84,7 +85,7 @@ def score_curve(rows: list[dict[str, str]], column: str) -> list[tuple[int, floa
 def _sha256(path: Path) -> str | None:
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
+        with safe_read.open_file(path, limit=safe_read.SNAPSHOT_LIMIT) as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
     except OSError:
@@ -173,7 +174,8 @@ def run_of(path: Path) -> Path:
     if path.is_file():
         return path.parent
     if not path.is_dir():
-        raise SnapshotError(f"{path}: no such file or folder.")
+        what = "not a file or folder" if os.path.lexists(path) else "no such file or folder"
+        raise SnapshotError(f"{path}: {what}.")
     if read_manifest(path) is not None or (path / PROGRESS).is_file():
         return path
     newest = discovery.newest(discovery.candidates(path), strict=False, log=lambda _: None)
