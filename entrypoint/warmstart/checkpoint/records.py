@@ -1,4 +1,5 @@
-"""What the run folder of a snapshot records about it: game, replay ratio, epsilon ramp.
+"""What the run folder of a snapshot records about it: game, sampler shape, replay ratio,
+epsilon ramp.
 
 A snapshot file holds weights and counters only. Which game it played and how it was trained
 is written beside it: by this project in ``manifest.json`` (and ``params.json``), by rlpyt's
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import SAMPLER_BATCH
+from ..config import EXAMPLE_1, SamplerShape
 from .run import PARAMS_JSON, read_manifest
 
 
@@ -26,7 +27,9 @@ class Records:
     ours: bool  # written by this project: its counters are never reset
     replay_ratio: float | None
     batch_size: int | None
-    eps_decay_start_itr: int | None  # where the lineage's epsilon ramp starts
+    eps_decay_start_steps: int | None  # cum_steps where the lineage's epsilon ramp starts
+    shape: SamplerShape | None = None  # the run's sampler shape (world size where logged)
+    shape_source: str | None = None  # the file that records the shape
 
 
 def _logged_params(folder: Path) -> dict[str, Any]:
@@ -53,6 +56,25 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+def _count(value: Any) -> int | None:
+    """A whole number >= 1 (rlpyt configs often log them as floats, ``5e4``), else None."""
+    number = _number(value)
+    return int(number) if number is not None and number >= 1 and number.is_integer() else None
+
+
+def _logged_shape(logged: dict[str, Any]) -> SamplerShape | None:
+    """``batch_T`` x ``batch_B`` in a logged config: under ``sampler`` (rlpyt's experiment
+    configs) or at the top level (a flat config); the world size where one is logged."""
+    holders = [h for h in (logged.get("sampler"), logged) if isinstance(h, dict)]
+    for holder in holders:
+        batch_t, batch_b = _count(holder.get("batch_T")), _count(holder.get("batch_B"))
+        if batch_t is not None and batch_b is not None:
+            world = next((w for h in (*holders, logged.get("runner"))
+                          if isinstance(h, dict) and (w := _count(h.get("world_size")))), 1)
+            return SamplerShape(batch_t, batch_b, world)
+    return None
+
+
 def beside(snapshot_path: Path) -> Records:
     """Read the records in the folder of ``snapshot_path``; a damaged file counts as absent."""
     folder = snapshot_path.parent
@@ -61,25 +83,30 @@ def beside(snapshot_path: Path) -> Records:
         try:
             config = manifest.get("config", {})
             listed = {e.get("file") for e in manifest.get("snapshots", [])}
-            batch = _number(config.get("BATCH_SIZE"))
+            budget = manifest["budget"]
+            # a manifest from before shapes were recorded is example 1's
+            shape = SamplerShape(int(budget.get("batch_T", EXAMPLE_1.batch_T)),
+                                 int(budget.get("batch_B", EXAMPLE_1.batch_B)))
             return Records(
                 game=str(manifest["game"]), game_source="manifest.json",
                 ours=snapshot_path.name in listed,
                 replay_ratio=_number(config.get("REPLAY_RATIO")),
-                batch_size=None if batch is None or batch < 1 else int(batch),
-                eps_decay_start_itr=int(manifest["budget"]["eps_decay_start_itr"]))
+                batch_size=_count(config.get("BATCH_SIZE")),
+                eps_decay_start_steps=int(budget["eps_decay_start_itr"]) * shape.steps_per_itr,
+                shape=shape, shape_source="manifest.json")
         except (AttributeError, KeyError, TypeError, ValueError):
             pass  # a hand-edited manifest: read what rlpyt's params.json says instead
     logged = _logged_params(folder)
     algo = logged.get("algo") if isinstance(logged.get("algo"), dict) else {}
     game = _logged_game(logged)
     min_steps = _number(algo.get("min_steps_learn"))
-    batch = _number(algo.get("batch_size"))
+    shape = _logged_shape(logged)
     return Records(
         game=game, game_source=PARAMS_JSON if game is not None else None, ours=False,
         replay_ratio=_number(algo.get("replay_ratio")),
-        batch_size=None if batch is None or batch < 1 else int(batch),
-        eps_decay_start_itr=None if min_steps is None else int(min_steps) // SAMPLER_BATCH)
+        batch_size=_count(algo.get("batch_size")),
+        eps_decay_start_steps=None if min_steps is None else int(min_steps),
+        shape=shape, shape_source=PARAMS_JSON if shape is not None else None)
 
 
 def recorded_game(snapshot_path: Path) -> str | None:

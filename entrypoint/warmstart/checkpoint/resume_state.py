@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .. import provenance
-from ..config import SAMPLER_BATCH, Config
+from ..config import Config
 from ..errors import ConfigError, SnapshotError
 from . import atomic
 from . import snapshot as snap
@@ -70,7 +70,7 @@ def _settings(config: Config) -> dict[str, Any]:
     return {name: values[name] for name in EXACT_SETTINGS}
 
 
-def write(run_path: Path, *, itr: int, params_sha256: str, config: Config,
+def write(run_path: Path, *, itr: int, cum_steps: int, params_sha256: str, config: Config,
           payload: ResumePayload) -> Path:
     """Write the resume state for the snapshot of ``itr`` whose bytes hash to ``params_sha256``.
 
@@ -78,7 +78,7 @@ def write(run_path: Path, *, itr: int, params_sha256: str, config: Config,
     replace; call it before writing the snapshot files.
     """
     path = run_path / file_name(itr)
-    meta = {"format": FORMAT, "itr": itr, "cum_steps": itr * SAMPLER_BATCH,
+    meta = {"format": FORMAT, "itr": itr, "cum_steps": cum_steps,
             "params_sha256": params_sha256, "settings": _settings(config),
             "versions": provenance.versions(), "state": payload.meta}
     with atomic.replacing(path) as handle, zipfile.ZipFile(

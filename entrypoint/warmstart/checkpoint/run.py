@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import provenance
-from ..config import SAMPLER_BATCH, Config
+from ..config import EXAMPLE_1, Config, SamplerShape
 from ..errors import RunLockedError
 from . import atomic, lock, resume_state
 from . import snapshot as snap
@@ -40,17 +40,18 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def steps_done(itr: int, cum_steps: int | None = None) -> int:
+def steps_done(itr: int, cum_steps: int | None = None, *,
+               shape: SamplerShape = EXAMPLE_1) -> int:
     """Env steps trained once iteration ``itr`` is done: the one step count a user reads (log,
     progress.csv's ``CumSteps``, TensorBoard, lineage, inspect).
 
-    rlpyt's snapshot ``cum_steps`` is ``itr`` x the sampler batch, the steps before the
-    snapshot's own iteration (4 fewer here). Given it, the batch comes from it, since an rlpyt
-    run may sample more than 4 steps per iteration.
+    rlpyt's snapshot ``cum_steps`` is ``itr`` x the steps per iteration, the steps before the
+    snapshot's own iteration. Given it, the steps per iteration come from it; otherwise from
+    ``shape``, the run's sampler shape.
     """
     if cum_steps and itr > 0:
         return cum_steps // itr * (itr + 1)
-    return (itr + 1) * SAMPLER_BATCH
+    return (itr + 1) * shape.steps_per_itr
 
 
 def counters(itr: int, cum_steps: int) -> str:
@@ -97,15 +98,24 @@ class Budget:
     start_itr: int  # first iteration this run trains
     target_itr: int  # last iteration: the run is done once it has been snapshotted
     eps_decay_start_itr: int  # where the lineage's epsilon ramp starts (its cold min_steps_learn)
+    shape: SamplerShape = EXAMPLE_1  # what one iteration of this run is
+
+    def cum_steps(self, itr: int) -> int:
+        """rlpyt's ``cum_steps`` of a snapshot at ``itr`` of this run."""
+        return itr * self.shape.steps_per_itr
+
+    def steps_done(self, itr: int) -> int:
+        """Env steps done once ``itr`` of this run is done (``steps_done``)."""
+        return (itr + 1) * self.shape.steps_per_itr
 
     @property
     def target_cum_steps(self) -> int:
-        return self.target_itr * SAMPLER_BATCH
+        return self.cum_steps(self.target_itr)
 
     @property
     def target_steps(self) -> int:
         """Env steps done at the target (``steps_done``): what the log calls the target."""
-        return steps_done(self.target_itr)
+        return self.steps_done(self.target_itr)
 
 
 class RunDir:
@@ -119,7 +129,7 @@ class RunDir:
         self.path = path
         self.config = config
         self.manifest = manifest
-        self._gap_itrs = max(1, config.snapshot_every // SAMPLER_BATCH)
+        self._gap_itrs = max(1, config.snapshot_every // self.budget.shape.steps_per_itr)
         self.protected: Path | None = None  # the snapshot this process started from
         try:
             self._rows: list[dict[str, Any]] = read_progress(self.path)
@@ -135,7 +145,9 @@ class RunDir:
     @property
     def budget(self) -> Budget:
         b = self.manifest["budget"]
-        return Budget(b["start_itr"], b["target_itr"], b["eps_decay_start_itr"])
+        # a manifest from before shapes were recorded is example 1's
+        shape = SamplerShape(b.get("batch_T", EXAMPLE_1.batch_T), b.get("batch_B", EXAMPLE_1.batch_B))
+        return Budget(b["start_itr"], b["target_itr"], b["eps_decay_start_itr"], shape)
 
     @property
     def finished(self) -> bool:
@@ -178,7 +190,8 @@ class RunDir:
                 "cum_steps": parent.cum_steps, "lr": parent.lr},
             "budget": {"start_itr": budget.start_itr, "target_itr": budget.target_itr,
                        "target_cum_steps": budget.target_cum_steps,
-                       "eps_decay_start_itr": budget.eps_decay_start_itr},
+                       "eps_decay_start_itr": budget.eps_decay_start_itr,
+                       "batch_T": budget.shape.batch_T, "batch_B": budget.shape.batch_B},
             "config": config.as_dict(),
             "versions": provenance.versions(),
             "snapshots": [],
@@ -223,7 +236,8 @@ class RunDir:
                      "prioritized_replay": c.prioritized_replay, "learning_rate": c.lr,
                      "eps_steps": c.eps_steps},
             "agent": {"dueling": c.dueling, "eps_final": c.eps_final},
-            "sampler": {"batch_T": SAMPLER_BATCH, "batch_B": 1},
+            "sampler": {"batch_T": self.budget.shape.batch_T,
+                        "batch_B": self.budget.shape.batch_B},
             "n_steps": c.steps,
             "runner": "warmstart",
             "name": f"dqn_{c.game}",
@@ -256,21 +270,23 @@ class RunDir:
         if not files:
             return 0.0
         parts = state()
-        data = snap.to_bytes(itr=itr, cum_steps=itr * SAMPLER_BATCH, model=parts["model"],
+        cum_steps = self.budget.cum_steps(itr)
+        data = snap.to_bytes(itr=itr, cum_steps=cum_steps, model=parts["model"],
                              target=parts["target"], optimizer=parts["optimizer"])
         digest = hashlib.sha256(data).hexdigest()
         # The resume state goes first and older ones go last (see resume_state's docstring):
         # a kill in between never leaves the newest snapshot without its own resume state.
         resume = None
         if "resume" in parts:
-            resume = resume_state.write(self.path, itr=itr, params_sha256=digest,
+            resume = resume_state.write(self.path, itr=itr, cum_steps=cum_steps,
+                                        params_sha256=digest,
                                         config=self.config, payload=parts["resume"])
         else:
             resume_state.prune(self.path, keep=None)
         entries = [e for e in self.manifest["snapshots"] if e["file"] not in files]
         for name in files:
             atomic.write_bytes(self.path / name, data)
-            entries.append({"file": name, "itr": itr, "cum_steps": itr * SAMPLER_BATCH,
+            entries.append({"file": name, "itr": itr, "cum_steps": cum_steps,
                             "sha256": digest, "written": _now()})
             if resume is not None:
                 entries[-1] |= {"resume_state": resume.name,
@@ -320,7 +336,7 @@ class RunDir:
         evaluated = [r for r in self._rows if float(r.get("Diagnostics/TrajsInEval") or 0) > 0]
         if evaluated:
             return int(float(evaluated[-1]["Diagnostics/CumSteps"]))
-        return self.budget.start_itr * SAMPLER_BATCH
+        return self.budget.cum_steps(self.budget.start_itr)
 
     def log_row(self, row: dict[str, Any]) -> None:
         """Append a progress.csv row (the whole file is rewritten atomically; it stays small)."""
@@ -351,9 +367,9 @@ class RunDir:
         if target_itr > budget["target_itr"] and self.finished:
             self.manifest["status"] = "running"
         budget["target_itr"] = target_itr
-        budget["target_cum_steps"] = target_itr * SAMPLER_BATCH
+        budget["target_cum_steps"] = self.budget.cum_steps(target_itr)
         self.manifest["targets"].append({"steps": steps, "target_itr": target_itr,
-                                         "target_cum_steps": target_itr * SAMPLER_BATCH,
+                                         "target_cum_steps": budget["target_cum_steps"],
                                          "set": _now()})
         self._write_manifest()
 
