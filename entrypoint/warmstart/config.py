@@ -188,6 +188,9 @@ class Config:
     target_update_interval: int = _setting(
         "TARGET_UPDATE_INTERVAL", 312, "Updates between target-network copies.", minimum=1)
     n_step_return: int = _setting("N_STEP_RETURN", 1, "n of the n-step return.", minimum=1)
+    clip_grad_norm: float = _setting(
+        "CLIP_GRAD_NORM", 10.0, "Gradients are clipped to this global norm before each update "
+        "(rlpyt's clip_grad_norm).", minimum=0.0)
     double_dqn: bool = _setting("DOUBLE_DQN", False, "Double DQN targets.")
     dueling: bool = _setting("DUELING", False, "Dueling head (must match the snapshot).")
     prioritized_replay: bool = _setting(
@@ -204,6 +207,9 @@ class Config:
     eval_episodes: int = _setting(
         "EVAL_EPISODES", 10, "Games per evaluation, here and in `warmstart eval`.", minimum=1)
 
+    # the settings the user gave (flag or environment), by variable name; not a setting itself
+    given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
     def iterations(self, shape: SamplerShape) -> int:
         """Sampler iterations this job runs in ``shape``: ``STEPS`` rounded up to whole ones."""
         return math.ceil(self.steps / shape.steps_per_itr)
@@ -211,7 +217,7 @@ class Config:
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly view, keyed by environment variable, for manifests and params.json."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
+        for f in settings():
             value = getattr(self, f.name)
             out[f.metadata["env"]] = str(value) if isinstance(value, Path) else value
         return out
@@ -219,7 +225,7 @@ class Config:
 
 def settings() -> tuple[dataclasses.Field, ...]:
     """The config's fields in README order; each has ``metadata['env']`` and ``['help']``."""
-    return dataclasses.fields(Config)
+    return tuple(f for f in dataclasses.fields(Config) if "env" in f.metadata)
 
 
 def flag_name(f: dataclasses.Field) -> str:
@@ -346,7 +352,8 @@ def load(environ: Mapping[str, str], overrides: Mapping[str, str] | None = None,
         raw = next((value for value in given if value is not None and value.strip()), None)
         if raw is not None:
             values[f.name] = _parse_value(f, raw, log)
-    return Config(**values)
+    given = frozenset(f.metadata["env"] for f in settings() if f.name in values)
+    return Config(**values, given=given)
 
 
 def from_environment(overrides: Mapping[str, str] | None = None, *,

@@ -110,6 +110,7 @@ def run(config: Config) -> int:
     start = prepare(config, engine=engine_name, n_actions=n_actions, log=log)
     if start is None:  # the run is at or past its target; prepare said which
         return 0
+    config = start.config  # with the settings recorded beside the lineage's snapshot
     run_dir, snapshot = start.run, start.snapshot
     budget = run_dir.budget
     if start.resumed:

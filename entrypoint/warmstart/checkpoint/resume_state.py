@@ -46,7 +46,8 @@ _CHUNK = 64 << 20
 
 EXACT_SETTINGS = ("GAME", "SEED", "LR", "BATCH_SIZE", "REPLAY_SIZE", "MIN_STEPS_LEARN",
                   "REPLAY_RATIO", "TARGET_UPDATE_INTERVAL", "N_STEP_RETURN", "DOUBLE_DQN",
-                  "DUELING", "PRIORITIZED_REPLAY", "EPS_FINAL", "EPS_STEPS", "DISCOUNT")
+                  "DUELING", "PRIORITIZED_REPLAY", "EPS_FINAL", "EPS_STEPS", "DISCOUNT",
+                  "CLIP_GRAD_NORM")
 """Settings that shape the training computation: a resume is exact only if they are unchanged.
 (Where files go and how often they are written are not here; the thread count, the device
 and the library versions, which exactness also needs, are compared with a warning when the

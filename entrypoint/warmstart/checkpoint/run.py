@@ -234,7 +234,7 @@ class RunDir:
                      "target_update_interval": c.target_update_interval,
                      "n_step_return": c.n_step_return, "double_dqn": c.double_dqn,
                      "prioritized_replay": c.prioritized_replay, "learning_rate": c.lr,
-                     "eps_steps": c.eps_steps},
+                     "eps_steps": c.eps_steps, "clip_grad_norm": c.clip_grad_norm},
             "agent": {"dueling": c.dueling, "eps_final": c.eps_final},
             "sampler": {"batch_T": self.budget.shape.batch_T,
                         "batch_B": self.budget.shape.batch_B},
@@ -378,6 +378,12 @@ class RunDir:
         an estimate when rlpyt's warm start had reset them. Beside the snapshot, never in it,
         so rlpyt's snapshot layout stays exactly rlpyt's."""
         self.manifest["start_progress"] = progress
+        self._write_manifest()
+
+    def record_settings(self, taken: dict[str, Any]) -> None:
+        """Note the settings this run took from its lineage's record (``recorded_settings``),
+        the job having left them unset; ``config`` holds every value the run trains with."""
+        self.manifest["recorded_settings"] = taken
         self._write_manifest()
 
     def mark(self, status: str) -> None:

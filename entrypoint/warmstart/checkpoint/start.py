@@ -10,16 +10,19 @@ Read ``prepare`` top to bottom; it follows the README's "What a warm start does"
 3. ``INIT_SNAPSHOT`` names a file: warm-start a new run from it.
 4. Otherwise the newest usable snapshot of ``GAME`` anywhere under ``CKPT_DIR`` (warm start),
    or none (cold start). Both are said plainly in the log.
-A warm start checks the snapshot's recorded game, then continues its lineage's real progress
-(``checkpoint.progress``): the counters, or an estimate when rlpyt's warm start reset them; in
-the lineage's sampler shape unless BATCH_T/BATCH_B say otherwise (``_run_shape``).
+A warm start takes the lineage's recorded settings for those the user left unset
+(``_lineage_settings``), checks the snapshot's recorded game, then continues its lineage's real
+progress (``checkpoint.progress``): the counters, or an estimate when rlpyt's warm start reset
+them; in the lineage's sampler shape unless BATCH_T/BATCH_B say otherwise (``_run_shape``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..config import COLD_MIN_STEPS_LEARN, EXAMPLE_1, WARM_MIN_STEPS_LEARN, Config, SamplerShape
 from ..errors import ConfigError, SnapshotError
@@ -36,6 +39,7 @@ DEFAULT_LR = 2.5e-4
 class StartPoint:
     """Everything the engine needs to know about where it starts."""
 
+    config: Config  # the settings the run trains with: the job's, and its lineage's recorded ones
     run: RunDir
     snapshot: snap.Snapshot | None
     first_itr: int  # the first iteration this process trains
@@ -72,6 +76,8 @@ def _learning_rate(config: Config, snapshot: snap.Snapshot | None) -> tuple[floa
 
 def _check_same_job(run: RunDir, config: Config) -> None:
     for key, value in (("game", config.game), ("dueling", config.dueling)):
+        if key == "dueling" and "DUELING" not in config.given:
+            continue  # unset: the run's recorded head is this job's too
         if run.manifest[key] != value:
             raise ConfigError(
                 f"RUN_NAME={run.name} is a run of {key}={run.manifest[key]} but this job has "
@@ -83,6 +89,39 @@ def _check_same_job(run: RunDir, config: Config) -> None:
             raise ConfigError(
                 f"RUN_NAME={run.name} samples {shape} but this job has {name}={value}; a run "
                 f"keeps its shape: unset {name}, or use another RUN_NAME for a new run.")
+
+
+def _lineage_settings(config: Config, recorded: records.Records, where: Path,
+                      log: Callable[[str], None]) -> tuple[Config, dict[str, Any]]:
+    """The settings a run continuing a lineage trains with: each one the user set is the
+    user's; each one left unset is the lineage's, as recorded beside its snapshot (rlpyt's
+    params.json, nested or flat, or our manifest); only what neither says is this project's
+    default. One log line lists what came from the record, another every explicit setting
+    that differs from it. Returns the run's config and what it took, by variable name."""
+    taken: dict[str, Any] = {}
+    overridden = []
+    for env, value in recorded.settings.items():
+        current = getattr(config, env.lower())
+        if env in config.given:
+            if current != value:
+                overridden.append(f"{env}={current} (recorded: {value})")
+        elif current != value:
+            taken[env] = value
+    if taken:
+        log(f"settings recorded beside {where}, used as this run's (set one to change it): "
+            + ", ".join(f"{env}={value}" for env, value in taken.items()))
+    if overridden:
+        log("explicit settings differ from those recorded beside "
+            f"{where}: {', '.join(overridden)}")
+    return dataclasses.replace(config, **{env.lower(): v for env, v in taken.items()}), taken
+
+
+def _same_job(manifest: dict, config: Config) -> bool:
+    """Whether a run's manifest was written by a job with exactly this config (the settings
+    it took from its lineage's record set aside: this job would take them too)."""
+    taken = manifest.get("recorded_settings") or {}
+    ran = {k: v for k, v in manifest["config"].items() if k not in taken}
+    return ran == {k: v for k, v in config.as_dict().items() if k not in taken}
 
 
 def _run_shape(config: Config, lineage: progress.Progress | None,
@@ -107,7 +146,12 @@ def _run_shape(config: Config, lineage: progress.Progress | None,
 
 
 def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoint:
-    """Continue the run from its newest snapshot, or from its parent if it never wrote one."""
+    """Continue the run from its newest snapshot, or from its parent if it never wrote one,
+    with the settings it recorded for those this job leaves unset."""
+    config, _ = _lineage_settings(config, records.Records(
+        None, None, True, None, None, None, settings=records.manifest_settings(run.manifest)),
+        run.path / "manifest.json", log)
+    run.config = config
     atomic.sweep_temp_files(run.path)  # the run is ours now: what a killed writer left is junk
     own = discovery.newest(list(discovery.candidates(run.path)),
                            strict=config.strict_snapshots, log=log)
@@ -123,7 +167,8 @@ def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoi
     min_itr_learn = (exact.min_itr_learn if exact is not None
                      else first_itr + _fresh_steps(config, start is not None)
                      // run.budget.shape.steps_per_itr)
-    return StartPoint(run=run, snapshot=start, first_itr=first_itr, min_itr_learn=min_itr_learn,
+    return StartPoint(config=config, run=run, snapshot=start, first_itr=first_itr,
+                      min_itr_learn=min_itr_learn,
                       lr=lr, lr_source=source, resumed=True, resume_state=exact)
 
 
@@ -205,7 +250,7 @@ def prepare(config: Config, *, engine: str, n_actions: int,
             latest = None
         unfinished = None if latest is None else RunDir.open(latest, config, log=log)
         if (unfinished is not None and not unfinished.finished
-                and unfinished.manifest["config"] == config.as_dict()):
+                and _same_job(unfinished.manifest, config)):
             log(f"run {unfinished.name} stopped before its target and has this job's exact "
                 "config: resuming it")
             return _resume(unfinished, config, log)
@@ -217,9 +262,10 @@ def prepare(config: Config, *, engine: str, n_actions: int,
     else:
         parent = discovery.newest(discovery.candidates(config.ckpt_dir), game=config.game,
                                   strict=config.strict_snapshots, log=log)
-    where = None
+    where, taken = None, {}
     if parent is not None:
         recorded = records.beside(parent.path)
+        config, taken = _lineage_settings(config, recorded, parent.path.parent, log)
         _check_game(parent, recorded, config, n_actions, log)
         where = _lineage_progress(parent, recorded, config, log)
         shape = _run_shape(config, where, log)
@@ -241,8 +287,10 @@ def prepare(config: Config, *, engine: str, n_actions: int,
     run.set_target(budget.target_itr, steps=config.steps)
     if where is not None:
         run.record_progress(where.as_manifest())
+    if taken:
+        run.record_settings(taken)
     lr, source = _learning_rate(config, parent)
-    return StartPoint(run=run, snapshot=parent, first_itr=first_itr,
+    return StartPoint(config=config, run=run, snapshot=parent, first_itr=first_itr,
                       min_itr_learn=first_itr + _fresh_steps(config, parent is not None)
                       // shape.steps_per_itr,
                       lr=lr, lr_source=source, resumed=False)

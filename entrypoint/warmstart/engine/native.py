@@ -66,7 +66,7 @@ class NativeEngine:
         self.learner = DqnLearner(
             self.model, self.target, self.optimizer, discount=config.discount,
             n_step_return=config.n_step_return, double_dqn=config.double_dqn,
-            target_update_interval=config.target_update_interval,
+            clip_grad_norm=config.clip_grad_norm, target_update_interval=config.target_update_interval,
             prioritized_replay=config.prioritized_replay, update_counter=update_counter)
         self.updates_per_itr = updates_per_iteration(config.replay_ratio, shape.sampler_batch,
                                                      config.batch_size)

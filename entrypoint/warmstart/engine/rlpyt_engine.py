@@ -67,7 +67,7 @@ class RlpytEngine:
             min_steps_learn=0, replay_size=config.replay_size, replay_ratio=config.replay_ratio,
             target_update_interval=config.target_update_interval,
             n_step_return=config.n_step_return, double_dqn=config.double_dqn,
-            prioritized_replay=config.prioritized_replay, eps_steps=config.eps_steps,
+            clip_grad_norm=config.clip_grad_norm, prioritized_replay=config.prioritized_replay, eps_steps=config.eps_steps,
             learning_rate=start.lr,
             initial_optim_state_dict=None if snapshot is None else snapshot.optimizer)
         examples = self.sampler.initialize(
