@@ -371,6 +371,8 @@ def test_exact_resume_with_several_environments(tmp_path: Path) -> None:
                        "BATCH_SIZE": "8", "REPLAY_RATIO": "2", "TARGET_UPDATE_INTERVAL": "10",
                        "EPS_STEPS": "400", "EPS_FINAL": "0.1", "SEED": "3",
                        "RESUME_STATE": "full", "RUN_NAME": "job"}
+    for folder in ("whole", "halves"):
+        (tmp_path / folder).mkdir()
     whole = warmstart(CKPT_DIR=str(tmp_path / "whole"), **job)
     assert whole.returncode == 0, whole.stdout + whole.stderr
     half = warmstart(CKPT_DIR=str(tmp_path / "halves"), **(job | {"STEPS": "240"}))
