@@ -96,8 +96,9 @@ def _lineage_settings(config: Config, recorded: records.Records, where: Path,
     """The settings a run continuing a lineage trains with: each one the user set is the
     user's; each one left unset is the lineage's, as recorded beside its snapshot (rlpyt's
     params.json, nested or flat, or our manifest); only what neither says is this project's
-    default. One log line lists what came from the record, another every explicit setting
-    that differs from it. Returns the run's config and what it took, by variable name."""
+    default. One log line lists the recorded values that replace a default, another every
+    explicit setting that differs from the record. Returns the run's config and what it took
+    from the record, by variable name."""
     taken: dict[str, Any] = {}
     overridden = []
     for env, value in recorded.settings.items():
@@ -116,7 +117,7 @@ def _lineage_settings(config: Config, recorded: records.Records, where: Path,
     return dataclasses.replace(config, **{env.lower(): v for env, v in taken.items()}), taken
 
 
-def _same_job(manifest: dict, config: Config) -> bool:
+def _same_job(manifest: dict[str, Any], config: Config) -> bool:
     """Whether a run's manifest was written by a job with exactly this config (the settings
     it took from its lineage's record set aside: this job would take them too)."""
     taken = manifest.get("recorded_settings") or {}
