@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import torch
 from allocator import keep_freed_memory
-from warmstart.config import SAMPLER_BATCH
+from warmstart.config import EXAMPLE_1
 from warmstart.engine.atari import AtariEnv
 from warmstart.engine.dqn import DqnLearner, make_optimizer
 from warmstart.engine.model import AtariDqnModel
@@ -110,7 +110,7 @@ def update_arithmetic_seconds(replay: UniformReplay, n_actions: int, count: int)
 
     The profiler's self time of those kernels, nothing else: the part of an update no engine
     doing rlpyt's arithmetic can avoid, whatever it does about Adam, copies or Python. So
-    ``SAMPLER_BATCH / this`` bounds the env steps/s of any such engine on this machine, even
+    ``EXAMPLE_1.steps_per_itr / this`` bounds the env steps/s of any such engine on this machine, even
     one whose acting and optimizer step cost nothing.
     """
     learner = _learner(n_actions, torch.device("cpu"), double_dqn=False)
@@ -204,9 +204,9 @@ def ceilings(env_sps: float, act: dict[int, float], upd: dict[int, float],
     the pace. best: the larger of these; an engine can beat "overlapped" only by giving the
     learner both cores, as serial_2 does.
     """
-    act_side = {k: SAMPLER_BATCH * (1 / env_sps + 1 / act[k]) for k in act}
+    act_side = {k: EXAMPLE_1.steps_per_itr * (1 / env_sps + 1 / act[k]) for k in act}
     learn_side = {k: updates_per_itr / upd[k] for k in upd}
-    out = {f"serial_{k}": SAMPLER_BATCH / (act_side[k] + learn_side[k]) for k in act}
-    out["overlapped"] = SAMPLER_BATCH / max(act_side[1], learn_side[1])
+    out = {f"serial_{k}": EXAMPLE_1.steps_per_itr / (act_side[k] + learn_side[k]) for k in act}
+    out["overlapped"] = EXAMPLE_1.steps_per_itr / max(act_side[1], learn_side[1])
     out["best"] = max(out.values())
     return out

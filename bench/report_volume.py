@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from warmstart.checkpoint.run import PROGRESS, Budget, RunDir
-from warmstart.config import SAMPLER_BATCH, Config
+from warmstart.config import EXAMPLE_1, Config
 
 GAMES = ("pong", "breakout", "seaquest", "qbert", "space_invaders")
 STATS = ("Length", "Return", "NonzeroRewards", "DiscountedReturn", "GameScore", "loss",
@@ -41,7 +41,7 @@ def _progress_rows(rows: int, rng: random.Random) -> list[dict[str, float]]:
     for i in range(rows):
         cum_steps = (i + 1) * LOG_EVERY
         row: dict[str, float] = {f"Diagnostics/{name}": rng.random() for name in DIAGNOSTICS}
-        row["Diagnostics/Iteration"] = cum_steps // SAMPLER_BATCH - 1
+        row["Diagnostics/Iteration"] = cum_steps // EXAMPLE_1.steps_per_itr - 1
         row["Diagnostics/CumSteps"] = cum_steps
         row |= {"Epsilon": 0.01, "LearningRate": 0.00025}
         for stat in STATS:
@@ -73,7 +73,7 @@ def make_volume(root: Path, runs: int, *, rows: int = 200, seed: int = 0,
     for i in range(runs):
         game, run_seed = GAMES[i % len(GAMES)], i // len(GAMES)
         name = f"sweep-{game}-s{run_seed}"
-        target_itr = rows * LOG_EVERY // SAMPLER_BATCH - 1  # as a run of STEPS = rows x LOG_EVERY
+        target_itr = rows * LOG_EVERY // EXAMPLE_1.steps_per_itr - 1  # as a run of STEPS = rows x LOG_EVERY
         status = STATUSES[i % len(STATUSES)]
         logged = rows if status == "finished" else rng.randint(1, rows)
         config = Config(ckpt_dir=root, run_name=name, game=game, seed=run_seed,
@@ -81,9 +81,9 @@ def make_volume(root: Path, runs: int, *, rows: int = 200, seed: int = 0,
         run = RunDir.create(root / name, config, engine="native", n_actions=6, parent=None,
                             budget=Budget(0, target_itr, 0), log=lambda _line: None)
         _write_progress(run.path, _progress_rows(logged, rng))
-        itr = logged * LOG_EVERY // SAMPLER_BATCH - 1  # the log point's snapshot, as rlpyt counts
+        itr = logged * LOG_EVERY // EXAMPLE_1.steps_per_itr - 1  # the log point's snapshot, as rlpyt counts
         run.manifest["snapshots"] = [{"file": "params.pkl", "itr": itr,
-                                      "cum_steps": itr * SAMPLER_BATCH, "sha256": "0" * 64}]
+                                      "cum_steps": itr * EXAMPLE_1.steps_per_itr, "sha256": "0" * 64}]
         run.mark("running" if status == "abandoned" else status)
         age = 7200 if status == "abandoned" else rng.uniform(0, 600)
         run.release()  # a generated run has no live trainer

@@ -28,7 +28,7 @@ import engine_runs
 import limits
 import torch
 from warmstart.checkpoint import atomic
-from warmstart.config import SAMPLER_BATCH
+from warmstart.config import EXAMPLE_1
 from warmstart.engine.cpus import usable_cpus
 from warmstart.engine.replay import UniformReplay
 from warmstart.provenance import versions
@@ -88,7 +88,7 @@ def measure_limits(device: torch.device, quick: bool) -> dict[str, Any]:
         out["arithmetic_s_per_update"] = {t: r["arithmetic_s_per_update"]
                                           for t, r in rates.items()}
         out["arithmetic_bound_env_steps_per_s"] = (
-            SAMPLER_BATCH / UPDATES_PER_ITR / min(out["arithmetic_s_per_update"].values()))
+            EXAMPLE_1.steps_per_itr / UPDATES_PER_ITR / min(out["arithmetic_s_per_update"].values()))
     out["prioritized"] = _in_fresh_process(limits.prioritized_draws, "pong", [1_000, 10_000]
                                            if quick else [1_000, 10_000, 100_000])
     out["replay_bytes_per_transition"] = UniformReplay.bytes_per_transition()

@@ -24,7 +24,7 @@ def test_values_as_rlpyt_users_write_them() -> None:
                      "LR": "1e-4", "GAME": "breakout", "SNAPSHOT_MODE": "last+gap"})
     assert (c.replay_size, c.steps, c.double_dqn, c.lr, c.game) == (
         1_000_000, 50_000, True, 1e-4, "breakout")
-    assert c.iterations == 12_500
+    assert c.iterations(config.EXAMPLE_1) == 12_500
 
 
 def test_precedence_flag_then_prefixed_then_plain() -> None:

@@ -262,7 +262,7 @@ def test_periodic_evaluation_leaves_training_state_alone() -> None:
 
     weights = AtariDqnModel(6).state_dict()
     evaluation = PeriodicEvaluation(Config(eval_every=200, eval_episodes=1),
-                                    torch.device("cpu"), evaluated_cum_steps=0)
+                                    torch.device("cpu"), evaluated_cum_steps=0, steps_per_itr=4)
     threads, numpy_state = torch.get_num_threads(), np.random.get_state()
     try:  # this process's other tests keep their thread count and global generator
         torch.set_num_threads(2)

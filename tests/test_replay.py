@@ -308,3 +308,40 @@ def test_rlpyt_frame_buffer_agrees(n_step: int) -> None:
         td = rng.uniform(0, 1, 32).astype(np.float32)  # the learner's clamped |TD error|
         theirs.update_batch_priorities(torch.from_numpy(td))
         ours.update_priorities(slots, td)
+
+
+@pytest.mark.parametrize("cls", [UniformReplay, PrioritizedReplay])
+def test_streams_never_mix_in_stacks_returns_or_draws(cls: type[UniformReplay]) -> None:
+    """Three environments stepped together (batch_B=3): each slot's stack, n-step return and
+    target come from its own environment's stream, before and after the buffer wraps, and
+    draws cover every stream's sampleable steps and nothing else."""
+    streams = [_stream(300, seed=b) for b in range(3)]
+    for b, stream in enumerate(streams):  # tell the streams' frames apart: step + 64 * b
+        stream["frames"] = stream["frames"] + np.uint8(64 * b)
+    shown = [_env_observations(stream) for stream in streams]
+    rows, n_step = 40, 3
+    replay = cls(rows * 3, frame_shape=SHAPE, n_step_return=n_step, discount=GAMMA,
+                 seed=5, streams=3)
+    assert replay.size == rows and len(replay.frames) == rows * 3
+    for written in range(1, 301):
+        replay.append(np.stack([s["frames"][written - 1] for s in streams]),
+                      np.array([s["actions"][written - 1] for s in streams]),
+                      np.array([s["rewards"][written - 1] for s in streams]),
+                      np.array([s["dones"][written - 1] for s in streams]))
+        steps = _sampleable_steps(written, rows, n_step)
+        expected = [t % rows * 3 + b for t in steps for b in range(3)]
+        assert replay.valid_idxs().tolist() == expected
+        assert len(replay) == min(written, rows) * 3
+        if written not in (10, 41, 120, 300) or not steps:
+            continue
+        batch = replay.batch_at(np.array(expected))
+        for i, slot in enumerate(expected):
+            t, b = steps[i // 3], slot % 3
+            assert np.array_equal(batch.observation[i].numpy(), shown[b][t]), (written, t, b)
+            assert np.array_equal(batch.target_observation[i].numpy(), shown[b][t + n_step])
+            ret, done = _n_step(streams[b], t, n_step, GAMMA)
+            assert batch.return_[i].item() == pytest.approx(ret, abs=1e-6)
+            assert batch.done_n[i].item() == float(done)
+            assert batch.action[i].item() == streams[b]["actions"][t]
+        drawn = set(replay.sample(512).idxs.tolist())
+        assert drawn <= set(expected) and {s % 3 for s in drawn} == {0, 1, 2}

@@ -38,7 +38,8 @@ def _payload(itr: int) -> rs.ResumePayload:
 
 
 def _write(run: Path, snapshot: snap.Snapshot, cfg: config.Config = FULL) -> Path:
-    return rs.write(run, itr=snapshot.itr, params_sha256=snapshot.sha256, config=cfg,
+    return rs.write(run, itr=snapshot.itr, cum_steps=snapshot.cum_steps,
+                    params_sha256=snapshot.sha256, config=cfg,
                     payload=_payload(snapshot.itr))
 
 

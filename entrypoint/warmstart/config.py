@@ -25,9 +25,38 @@ ENV_PREFIX = "WARMSTART_"
 """Every setting may also be given as ``WARMSTART_<NAME>``; an unknown ``WARMSTART_*`` variable
 is an error, so a typo in a namespaced name cannot be silently ignored."""
 
-SAMPLER_BATCH = 4
-"""Env steps per sampler iteration: rlpyt example 1's serial sampler (batch_T=4, batch_B=1).
-A snapshot's ``itr`` counts these iterations and ``cum_steps = itr * SAMPLER_BATCH``."""
+
+
+@dataclass(frozen=True)
+class SamplerShape:
+    """What one sampler iteration is: ``batch_T`` time steps of ``batch_B`` environments, in
+    each of ``world_size`` processes (rlpyt's synchronous multi-GPU runs; 1 here).
+
+    A snapshot's ``itr`` counts these iterations and ``cum_steps = itr * steps_per_itr``; every
+    schedule rlpyt keeps per iteration (epsilon, beta, updates, log points) depends on it.
+    """
+
+    batch_T: int
+    batch_B: int
+    world_size: int = 1
+
+    @property
+    def sampler_batch(self) -> int:
+        """Env steps one process samples per iteration: what its updates are counted from."""
+        return self.batch_T * self.batch_B
+
+    @property
+    def steps_per_itr(self) -> int:
+        """Env steps the whole run adds to ``cum_steps`` per iteration."""
+        return self.sampler_batch * self.world_size
+
+    def __str__(self) -> str:
+        world = f" x {self.world_size} processes" if self.world_size > 1 else ""
+        return f"batch_T={self.batch_T} x batch_B={self.batch_B}{world}"
+
+
+EXAMPLE_1 = SamplerShape(batch_T=4, batch_B=1)
+"""rlpyt example 1's serial sampler: a cold start's shape unless BATCH_T/BATCH_B say otherwise."""
 
 
 def updates_per_iteration(replay_ratio: float, sampler_batch_size: int, batch_size: int) -> int:
@@ -88,9 +117,21 @@ class Config:
         "(PongNoFrameskip-v4, ALE/Pong-v5) is read as that name, said in the log.", kind="game")
     steps: int = _setting(
         "STEPS", 50_000,
-        "Env steps this run trains from its start (rounded up to whole sampler batches of 4). "
+        "Env steps this run trains from its start (rounded up to whole sampler iterations of "
+        "BATCH_T x BATCH_B steps). "
         "Re-run a RUN_NAME run with a larger STEPS to extend it to the new total; a smaller one "
         "never shortens it.", minimum=1)
+    batch_t: int | None = _setting(
+        "BATCH_T", None,
+        "Time steps per sampler iteration (rlpyt's batch_T). Unset: a warm start keeps its "
+        "lineage's (recorded beside the snapshot, else cum_steps / itr), a cold start uses 4 "
+        "(rlpyt example 1). Another than the lineage's converts its counters: cum_steps "
+        "continues, itr counts the new iterations.", minimum=1)
+    batch_b: int | None = _setting(
+        "BATCH_B", None,
+        "Environments stepped together per sampler iteration (rlpyt's batch_B), each with its "
+        "own replay stream. Unset: a warm start keeps its lineage's, a cold start uses 1.",
+        minimum=1)
     seed: int = _setting("SEED", 0, "Seeds torch, numpy, the emulator and the start no-ops.",
                          minimum=0)
     device: str = _setting("DEVICE", "auto", "Where the network runs; auto picks cuda when present.",
@@ -143,10 +184,13 @@ class Config:
         f"{WARM_MIN_STEPS_LEARN} warm (the replay restarts empty).", minimum=0)
     replay_ratio: float = _setting(
         "REPLAY_RATIO", 8.0, "Samples trained per env step: updates/iteration = "
-        "max(1, round(REPLAY_RATIO * 4 / BATCH_SIZE)).", minimum=0.0)
+        "max(1, round(REPLAY_RATIO * BATCH_T * BATCH_B / BATCH_SIZE)).", minimum=0.0)
     target_update_interval: int = _setting(
         "TARGET_UPDATE_INTERVAL", 312, "Updates between target-network copies.", minimum=1)
     n_step_return: int = _setting("N_STEP_RETURN", 1, "n of the n-step return.", minimum=1)
+    clip_grad_norm: float = _setting(
+        "CLIP_GRAD_NORM", 10.0, "Gradients are clipped to this global norm before each update "
+        "(rlpyt's clip_grad_norm).", minimum=0.0)
     double_dqn: bool = _setting("DOUBLE_DQN", False, "Double DQN targets.")
     dueling: bool = _setting("DUELING", False, "Dueling head (must match the snapshot).")
     prioritized_replay: bool = _setting(
@@ -163,15 +207,17 @@ class Config:
     eval_episodes: int = _setting(
         "EVAL_EPISODES", 10, "Games per evaluation, here and in `warmstart eval`.", minimum=1)
 
-    @property
-    def iterations(self) -> int:
-        """Sampler iterations this job runs: ``STEPS`` rounded up to whole batches."""
-        return math.ceil(self.steps / SAMPLER_BATCH)
+    # the settings the user gave (flag or environment), by variable name; not a setting itself
+    given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    def iterations(self, shape: SamplerShape) -> int:
+        """Sampler iterations this job runs in ``shape``: ``STEPS`` rounded up to whole ones."""
+        return math.ceil(self.steps / shape.steps_per_itr)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly view, keyed by environment variable, for manifests and params.json."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
+        for f in settings():
             value = getattr(self, f.name)
             out[f.metadata["env"]] = str(value) if isinstance(value, Path) else value
         return out
@@ -179,7 +225,7 @@ class Config:
 
 def settings() -> tuple[dataclasses.Field, ...]:
     """The config's fields in README order; each has ``metadata['env']`` and ``['help']``."""
-    return dataclasses.fields(Config)
+    return tuple(f for f in dataclasses.fields(Config) if "env" in f.metadata)
 
 
 def flag_name(f: dataclasses.Field) -> str:
@@ -306,7 +352,8 @@ def load(environ: Mapping[str, str], overrides: Mapping[str, str] | None = None,
         raw = next((value for value in given if value is not None and value.strip()), None)
         if raw is not None:
             values[f.name] = _parse_value(f, raw, log)
-    return Config(**values)
+    given = frozenset(f.metadata["env"] for f in settings() if f.name in values)
+    return Config(**values, given=given)
 
 
 def from_environment(overrides: Mapping[str, str] | None = None, *,

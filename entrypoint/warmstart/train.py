@@ -17,7 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from . import games
-from .config import SAMPLER_BATCH, Config
+from .config import Config
 from .errors import EXIT_SIGINT, EXIT_SIGTERM, ConfigError
 
 if TYPE_CHECKING:  # the engine package imports torch: only at run time, after config checks
@@ -93,7 +93,7 @@ def run(config: Config) -> int:
     # Past this point files get written; a file-size limit must fail a write, not kill us.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-    from .checkpoint.run import counters, steps_done
+    from .checkpoint.run import counters
     from .checkpoint.start import prepare
     from .engine.device import make_deterministic, reproducibility, resolve_device
     from .engine.loop import StopRequest, train
@@ -110,6 +110,7 @@ def run(config: Config) -> int:
     start = prepare(config, engine=engine_name, n_actions=n_actions, log=log)
     if start is None:  # the run is at or past its target; prepare said which
         return 0
+    config = start.config  # with the settings recorded beside the lineage's snapshot
     run_dir, snapshot = start.run, start.snapshot
     budget = run_dir.budget
     if start.resumed:
@@ -122,7 +123,7 @@ def run(config: Config) -> int:
             f"{snapshot.shape.head} head, sha256 {snapshot.sha256[:12]})")
     if start.resume_state is None:
         log(f"learning rate {start.lr:g} (from {start.lr_source}); updates start after "
-            f"{(start.min_itr_learn - start.first_itr) * SAMPLER_BATCH} fresh steps "
+            f"{(start.min_itr_learn - start.first_itr) * budget.shape.steps_per_itr} fresh steps "
             "(the replay starts empty)")
     else:
         log(f"learning rate {start.lr:g} (from {start.lr_source}); updates start at itr "
@@ -134,10 +135,13 @@ def run(config: Config) -> int:
     engine = engine_cls(config, start, device, log)
     log(f"run {run_dir.path}: engine {engine_name}, device {engine.device}, {threads} torch "
         f"threads, game {config.game}, itr {start.first_itr} -> {budget.target_itr} "
-        f"(steps done {steps_done(start.first_itr - 1):,} -> {budget.target_steps:,})")
+        f"(steps done {budget.steps_done(start.first_itr - 1):,} -> {budget.target_steps:,})")
     run_dir.record_start(reproducibility(engine.device, first_itr=start.first_itr,
                                          resume_state=start.resume_state))
-    outcome = train(engine, config, start, stop, log)
+    try:
+        outcome = train(engine, config, start, stop, log)
+    finally:
+        engine.close()
     run_dir.mark(outcome)
     write_learning_curve(run_dir.path, log)  # after the run is recorded as ended: a by-product
     if outcome == "stopped":

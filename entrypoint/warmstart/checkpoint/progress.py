@@ -1,11 +1,15 @@
 """How far a snapshot's lineage really trained, when rlpyt's warm start reset its counters.
 
+Every count here is in the lineage's own sampler shape (``lineage_shape``: recorded beside the
+snapshot, else ``cum_steps / itr``): rlpyt's standard Atari config samples 2 x 16 = 32 steps
+per iteration with 2 updates each, example 1 4 x 1 with 1.
+
 rlpyt's warm-start recipe (``initial_optim_state_dict=``, ``initial_model_state_dict=``)
 restarts ``itr`` and ``cum_steps`` at 0 in every continuation while the Adam state, and its
 ``step`` count, carries over. Such a snapshot has had more optimizer updates than its
 ``cum_steps`` allow: one run can make at most ``(itr + 1) * updates_per_iteration`` updates at
-the replay ratio it trained with. When that bound is broken the counters were reset, and the
-real progress is estimated from the update count instead:
+the replay ratio and shape it trained with. When that bound is broken the counters were reset,
+and the real progress is estimated from the update count instead:
 
     itr ~= ceil(updates / updates_per_iteration) + eps_decay_start_itr - 1
 
@@ -23,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import COLD_MIN_STEPS_LEARN, SAMPLER_BATCH, Config, updates_per_iteration
+from ..config import COLD_MIN_STEPS_LEARN, EXAMPLE_1, Config, SamplerShape, updates_per_iteration
 from . import snapshot as snap
 from .records import Records
 
@@ -38,39 +42,75 @@ class Progress:
     allowed_updates: int  # the most its own itr allows at ``replay_ratio``
     replay_ratio: float
     batch_size: int
+    shape: SamplerShape  # the lineage's: ``itr`` counts its iterations
+    shape_source: str  # where the shape comes from ("manifest.json", "params.json", "counters")
 
     @property
     def cum_steps(self) -> int:
-        return self.itr * SAMPLER_BATCH
+        return self.itr * self.shape.steps_per_itr
+
+    @property
+    def steps_done(self) -> int:
+        """Env steps the lineage has trained once its iteration ``itr`` is done."""
+        return (self.itr + 1) * self.shape.steps_per_itr
 
     def as_manifest(self) -> dict[str, Any]:
         return {"cum_steps": self.cum_steps, "itr": self.itr, "source": self.source,
                 "optimizer_updates": self.updates, "allowed_updates": self.allowed_updates,
-                "replay_ratio": self.replay_ratio, "batch_size": self.batch_size}
+                "replay_ratio": self.replay_ratio, "batch_size": self.batch_size,
+                "batch_T": self.shape.batch_T, "batch_B": self.shape.batch_B,
+                "world_size": self.shape.world_size, "shape_source": self.shape_source}
+
+
+def lineage_shape(parent: snap.Snapshot, records: Records) -> tuple[SamplerShape, str]:
+    """The sampler shape ``parent`` was trained in, and where that comes from.
+
+    The record beside it first (this project's manifest, rlpyt's params.json). A record without
+    a world size whose counters step by a whole multiple of it was a multi-process run of that
+    many processes. Without a record: ``cum_steps / itr``, as ``steps x 1`` (only the product
+    matters to the counters); rlpyt example 1's 4 x 1 when the counters cannot tell.
+    """
+    per_itr = parent.cum_steps // parent.itr if parent.itr > 0 else None
+    exact = per_itr is not None and per_itr * parent.itr == parent.cum_steps
+    recorded = records.shape
+    if recorded is not None:
+        source = str(records.shape_source)
+        if (recorded.world_size == 1 and exact and per_itr > recorded.steps_per_itr
+                and per_itr % recorded.steps_per_itr == 0):
+            world = per_itr // recorded.steps_per_itr
+            return SamplerShape(recorded.batch_T, recorded.batch_B, world), source + " and counters"
+        return recorded, source
+    if exact and per_itr != EXAMPLE_1.steps_per_itr:
+        return SamplerShape(per_itr, 1), "counters"
+    return EXAMPLE_1, "counters" if exact else "default"
 
 
 def of(parent: snap.Snapshot, records: Records, config: Config) -> Progress:
     """The real progress of ``parent``'s lineage: its counters, or an estimate when the
     optimizer has seen more updates than they allow, or what ``PROGRESS_STEPS`` states.
 
-    The replay ratio is the one recorded beside the snapshot (our manifest, rlpyt's
-    params.json), else the configured one. Our own snapshots never reset their counters.
+    The replay ratio and batch size are the ones recorded beside the snapshot (our manifest,
+    rlpyt's params.json), else the configured ones; the updates per iteration follow from them
+    and the lineage's shape. Our own snapshots never reset their counters.
     """
+    shape, shape_source = lineage_shape(parent, records)
     ratio = records.replay_ratio if records.replay_ratio is not None else config.replay_ratio
     batch = records.batch_size or config.batch_size
-    per_itr = updates_per_iteration(ratio, SAMPLER_BATCH, batch)
+    per_itr = updates_per_iteration(ratio, shape.sampler_batch, batch)
     allowed = (parent.itr + 1) * per_itr
     updates = parent.updates
 
     def at(itr: int, source: str) -> Progress:
         return Progress(itr=itr, source=source, updates=updates, allowed_updates=allowed,
-                        replay_ratio=ratio, batch_size=batch)
+                        replay_ratio=ratio, batch_size=batch, shape=shape,
+                        shape_source=shape_source)
 
     if config.progress_steps is not None:
-        return at(config.progress_steps // SAMPLER_BATCH, "PROGRESS_STEPS")
+        return at(config.progress_steps // shape.steps_per_itr, "PROGRESS_STEPS")
     if records.ours or updates is None or updates <= allowed:
         return at(parent.itr, "counters")
-    fill = records.eps_decay_start_itr
-    if fill is None:
-        fill = COLD_MIN_STEPS_LEARN // SAMPLER_BATCH
+    fill_steps = records.eps_decay_start_steps
+    if fill_steps is None:
+        fill_steps = COLD_MIN_STEPS_LEARN
+    fill = fill_steps // shape.steps_per_itr
     return at(max(parent.itr, math.ceil(updates / per_itr) + fill - 1), "estimate")

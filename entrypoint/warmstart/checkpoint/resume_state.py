@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import provenance
-from ..config import SAMPLER_BATCH, Config
+from ..config import Config
 from ..errors import ConfigError, SnapshotError
 from . import atomic, safe_read
 from . import snapshot as snap
@@ -47,7 +47,8 @@ _CHUNK = 64 << 20
 
 EXACT_SETTINGS = ("GAME", "SEED", "LR", "BATCH_SIZE", "REPLAY_SIZE", "MIN_STEPS_LEARN",
                   "REPLAY_RATIO", "TARGET_UPDATE_INTERVAL", "N_STEP_RETURN", "DOUBLE_DQN",
-                  "DUELING", "PRIORITIZED_REPLAY", "EPS_FINAL", "EPS_STEPS", "DISCOUNT")
+                  "DUELING", "PRIORITIZED_REPLAY", "EPS_FINAL", "EPS_STEPS", "DISCOUNT",
+                  "CLIP_GRAD_NORM")
 """Settings that shape the training computation: a resume is exact only if they are unchanged.
 (Where files go and how often they are written are not here; the thread count, the device
 and the library versions, which exactness also needs, are compared with a warning when the
@@ -71,7 +72,7 @@ def _settings(config: Config) -> dict[str, Any]:
     return {name: values[name] for name in EXACT_SETTINGS}
 
 
-def write(run_path: Path, *, itr: int, params_sha256: str, config: Config,
+def write(run_path: Path, *, itr: int, cum_steps: int, params_sha256: str, config: Config,
           payload: ResumePayload) -> Path:
     """Write the resume state for the snapshot of ``itr`` whose bytes hash to ``params_sha256``.
 
@@ -79,7 +80,7 @@ def write(run_path: Path, *, itr: int, params_sha256: str, config: Config,
     replace; call it before writing the snapshot files.
     """
     path = run_path / file_name(itr)
-    meta = {"format": FORMAT, "itr": itr, "cum_steps": itr * SAMPLER_BATCH,
+    meta = {"format": FORMAT, "itr": itr, "cum_steps": cum_steps,
             "params_sha256": params_sha256, "settings": _settings(config),
             "versions": provenance.versions(), "state": payload.meta}
     with atomic.replacing(path) as handle, zipfile.ZipFile(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import provenance
-from ..config import SAMPLER_BATCH, Config
+from ..config import EXAMPLE_1, Config, SamplerShape
 from ..errors import RunLockedError, RunRecordError
 from . import atomic, lock, resume_state, safe_read
 from . import snapshot as snap
@@ -54,17 +54,18 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def steps_done(itr: int, cum_steps: int | None = None) -> int:
+def steps_done(itr: int, cum_steps: int | None = None, *,
+               shape: SamplerShape = EXAMPLE_1) -> int:
     """Env steps trained once iteration ``itr`` is done: the one step count a user reads (log,
     progress.csv's ``CumSteps``, TensorBoard, lineage, inspect).
 
-    rlpyt's snapshot ``cum_steps`` is ``itr`` x the sampler batch, the steps before the
-    snapshot's own iteration (4 fewer here). Given it, the batch comes from it, since an rlpyt
-    run may sample more than 4 steps per iteration.
+    rlpyt's snapshot ``cum_steps`` is ``itr`` x the steps per iteration, the steps before the
+    snapshot's own iteration. Given it, the steps per iteration come from it; otherwise from
+    ``shape``, the run's sampler shape.
     """
     if cum_steps and itr > 0:
         return cum_steps // itr * (itr + 1)
-    return (itr + 1) * SAMPLER_BATCH
+    return (itr + 1) * shape.steps_per_itr
 
 
 def counters(itr: int, cum_steps: int) -> str:
@@ -105,7 +106,8 @@ def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
 _PARENT = {"path": lambda value: isinstance(value, str) and "\x00" not in value,
            "sha256": _kind(str), "itr": _int, "cum_steps": _int}
 _BUDGET = {k: _int for k in ("start_itr", "target_itr", "target_cum_steps",
-                             "eps_decay_start_itr")}
+                             "eps_decay_start_itr")} | {
+    k: _optional(lambda value: _int(value) and value >= 1) for k in ("batch_T", "batch_B")}
 _ENTRY = {"file": _kind(str), "itr": _int, "cum_steps": _int, "sha256": _kind(str)}
 MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
     "format": lambda value: value == MANIFEST_FORMAT,
@@ -119,6 +121,7 @@ MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
         isinstance(t, dict) for t in value)),
     "starts": _optional(_kind(list)),
     "start_progress": _optional(lambda value: _record(value, {"itr": _int, "cum_steps": _int})),
+    "recorded_settings": _optional(_kind(dict)),
     "writing": _optional(lambda value: _record(value, {
         "sha256": _kind(str), "files": lambda files: isinstance(files, list) and all(
             isinstance(f, str) for f in files)})),
@@ -204,15 +207,24 @@ class Budget:
     start_itr: int  # first iteration this run trains
     target_itr: int  # last iteration: the run is done once it has been snapshotted
     eps_decay_start_itr: int  # where the lineage's epsilon ramp starts (its cold min_steps_learn)
+    shape: SamplerShape = EXAMPLE_1  # what one iteration of this run is
+
+    def cum_steps(self, itr: int) -> int:
+        """rlpyt's ``cum_steps`` of a snapshot at ``itr`` of this run."""
+        return itr * self.shape.steps_per_itr
+
+    def steps_done(self, itr: int) -> int:
+        """Env steps done once ``itr`` of this run is done (``steps_done``)."""
+        return (itr + 1) * self.shape.steps_per_itr
 
     @property
     def target_cum_steps(self) -> int:
-        return self.target_itr * SAMPLER_BATCH
+        return self.cum_steps(self.target_itr)
 
     @property
     def target_steps(self) -> int:
         """Env steps done at the target (``steps_done``): what the log calls the target."""
-        return steps_done(self.target_itr)
+        return self.steps_done(self.target_itr)
 
 
 class RunDir:
@@ -226,7 +238,7 @@ class RunDir:
         self.path = path
         self.config = config
         self.manifest = manifest
-        self._gap_itrs = max(1, config.snapshot_every // SAMPLER_BATCH)
+        self._gap_itrs = max(1, config.snapshot_every // self.budget.shape.steps_per_itr)
         self.protected: Path | None = None  # the snapshot this process started from
         self._written: dict[str, tuple[int, ...]] = {}  # file -> identity when this process
         try:                                            # wrote or checked it (``_check_own``)
@@ -247,7 +259,9 @@ class RunDir:
     @property
     def budget(self) -> Budget:
         b = self.manifest["budget"]
-        return Budget(b["start_itr"], b["target_itr"], b["eps_decay_start_itr"])
+        # a manifest from before shapes were recorded is example 1's
+        shape = SamplerShape(b.get("batch_T", EXAMPLE_1.batch_T), b.get("batch_B", EXAMPLE_1.batch_B))
+        return Budget(b["start_itr"], b["target_itr"], b["eps_decay_start_itr"], shape)
 
     @property
     def finished(self) -> bool:
@@ -306,7 +320,8 @@ class RunDir:
                 "cum_steps": parent.cum_steps, "lr": parent.lr},
             "budget": {"start_itr": budget.start_itr, "target_itr": budget.target_itr,
                        "target_cum_steps": budget.target_cum_steps,
-                       "eps_decay_start_itr": budget.eps_decay_start_itr},
+                       "eps_decay_start_itr": budget.eps_decay_start_itr,
+                       "batch_T": budget.shape.batch_T, "batch_B": budget.shape.batch_B},
             "config": config.as_dict(),
             "versions": provenance.versions(),
             "snapshots": [],
@@ -357,9 +372,10 @@ class RunDir:
                      "target_update_interval": c.target_update_interval,
                      "n_step_return": c.n_step_return, "double_dqn": c.double_dqn,
                      "prioritized_replay": c.prioritized_replay, "learning_rate": c.lr,
-                     "eps_steps": c.eps_steps},
+                     "eps_steps": c.eps_steps, "clip_grad_norm": c.clip_grad_norm},
             "agent": {"dueling": c.dueling, "eps_final": c.eps_final},
-            "sampler": {"batch_T": SAMPLER_BATCH, "batch_B": 1},
+            "sampler": {"batch_T": self.budget.shape.batch_T,
+                        "batch_B": self.budget.shape.batch_B},
             "n_steps": c.steps,
             "runner": "warmstart",
             "name": f"dqn_{c.game}",
@@ -392,7 +408,8 @@ class RunDir:
         if not files:
             return 0.0
         parts = state()
-        data = snap.to_bytes(itr=itr, cum_steps=itr * SAMPLER_BATCH, model=parts["model"],
+        cum_steps = self.budget.cum_steps(itr)
+        data = snap.to_bytes(itr=itr, cum_steps=cum_steps, model=parts["model"],
                              target=parts["target"], optimizer=parts["optimizer"])
         digest = hashlib.sha256(data).hexdigest()
         for name in files:
@@ -401,7 +418,8 @@ class RunDir:
         # a kill in between never leaves the newest snapshot without its own resume state.
         resume = None
         if "resume" in parts:
-            resume = resume_state.write(self.path, itr=itr, params_sha256=digest,
+            resume = resume_state.write(self.path, itr=itr, cum_steps=cum_steps,
+                                        params_sha256=digest,
                                         config=self.config, payload=parts["resume"])
         else:
             resume_state.prune(self.path, keep=None)
@@ -413,7 +431,7 @@ class RunDir:
         for name in files:
             atomic.write_bytes(self.path / name, data)
             self._written[name] = _identity(os.lstat(self.path / name))
-            entries.append({"file": name, "itr": itr, "cum_steps": itr * SAMPLER_BATCH,
+            entries.append({"file": name, "itr": itr, "cum_steps": cum_steps,
                             "sha256": digest, "written": _now()})
             if resume is not None:
                 entries[-1] |= {"resume_state": resume.name,
@@ -500,7 +518,7 @@ class RunDir:
         evaluated = [r for r in self._rows if float(r.get("Diagnostics/TrajsInEval") or 0) > 0]
         if evaluated:
             return int(float(evaluated[-1]["Diagnostics/CumSteps"]))
-        return self.budget.start_itr * SAMPLER_BATCH
+        return self.budget.cum_steps(self.budget.start_itr)
 
     def log_row(self, row: dict[str, Any]) -> None:
         """Append a progress.csv row (the whole file is rewritten atomically; it stays small)."""
@@ -531,9 +549,9 @@ class RunDir:
         if target_itr > budget["target_itr"] and self.finished:
             self.manifest["status"] = "running"
         budget["target_itr"] = target_itr
-        budget["target_cum_steps"] = target_itr * SAMPLER_BATCH
+        budget["target_cum_steps"] = self.budget.cum_steps(target_itr)
         self.manifest["targets"].append({"steps": steps, "target_itr": target_itr,
-                                         "target_cum_steps": target_itr * SAMPLER_BATCH,
+                                         "target_cum_steps": budget["target_cum_steps"],
                                          "set": _now()})
         self._write_manifest()
 
@@ -542,6 +560,12 @@ class RunDir:
         an estimate when rlpyt's warm start had reset them. Beside the snapshot, never in it,
         so rlpyt's snapshot layout stays exactly rlpyt's."""
         self.manifest["start_progress"] = progress
+        self._write_manifest()
+
+    def record_settings(self, taken: dict[str, Any]) -> None:
+        """Note the settings this run took from its lineage's record (``recorded_settings``),
+        the job having left them unset; ``config`` holds every value the run trains with."""
+        self.manifest["recorded_settings"] = taken
         self._write_manifest()
 
     def mark(self, status: str) -> None:

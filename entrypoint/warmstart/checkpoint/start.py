@@ -12,17 +12,21 @@ Read ``prepare`` top to bottom; it follows the README's "What a warm start does"
 3. ``INIT_SNAPSHOT`` names a file: warm-start a new run from it.
 4. Otherwise the newest usable snapshot of ``GAME`` anywhere under ``CKPT_DIR`` (warm start),
    or none (cold start). Both are said plainly in the log.
-A warm start checks the snapshot's recorded game, then continues its lineage's real progress
-(``checkpoint.progress``): the counters, or an estimate when rlpyt's warm start reset them.
+A warm start takes the lineage's recorded settings for those the user left unset
+(``_lineage_settings``), checks the snapshot's recorded game, then continues its lineage's real
+progress (``checkpoint.progress``): the counters, or an estimate when rlpyt's warm start reset
+them; in the lineage's sampler shape unless BATCH_T/BATCH_B say otherwise (``_run_shape``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..config import COLD_MIN_STEPS_LEARN, SAMPLER_BATCH, WARM_MIN_STEPS_LEARN, Config
+from ..config import COLD_MIN_STEPS_LEARN, EXAMPLE_1, WARM_MIN_STEPS_LEARN, Config, SamplerShape
 from ..errors import ConfigError, RunRecordError, SnapshotError
 from . import atomic, discovery, lock, progress, records, volume
 from . import snapshot as snap
@@ -37,6 +41,7 @@ DEFAULT_LR = 2.5e-4
 class StartPoint:
     """Everything the engine needs to know about where it starts."""
 
+    config: Config  # the settings the run trains with: the job's, and its lineage's recorded ones
     run: RunDir
     snapshot: snap.Snapshot | None
     first_itr: int  # the first iteration this process trains
@@ -50,6 +55,11 @@ class StartPoint:
     @property
     def warm(self) -> bool:
         return self.snapshot is not None
+
+    @property
+    def shape(self) -> SamplerShape:
+        """The sampler shape this run trains in."""
+        return self.run.budget.shape
 
 
 def _fresh_steps(config: Config, warm: bool) -> int:
@@ -68,15 +78,84 @@ def _learning_rate(config: Config, snapshot: snap.Snapshot | None) -> tuple[floa
 
 def _check_same_job(run: RunDir, config: Config) -> None:
     for key, value in (("game", config.game), ("dueling", config.dueling)):
+        if key == "dueling" and "DUELING" not in config.given:
+            continue  # unset: the run's recorded head is this job's too
         if run.manifest[key] != value:
             raise ConfigError(
                 f"RUN_NAME={run.name} is a run of {key}={run.manifest[key]} but this job has "
                 f"{key}={value}; use another RUN_NAME for a different job.")
+    shape = run.budget.shape
+    for name, value, recorded in (("BATCH_T", config.batch_t, shape.batch_T),
+                                  ("BATCH_B", config.batch_b, shape.batch_B)):
+        if value is not None and value != recorded:
+            raise ConfigError(
+                f"RUN_NAME={run.name} samples {shape} but this job has {name}={value}; a run "
+                f"keeps its shape: unset {name}, or use another RUN_NAME for a new run.")
+
+
+def _lineage_settings(config: Config, recorded: records.Records, where: Path,
+                      log: Callable[[str], None]) -> tuple[Config, dict[str, Any]]:
+    """The settings a run continuing a lineage trains with: each one the user set is the
+    user's; each one left unset is the lineage's, as recorded beside its snapshot (rlpyt's
+    params.json, nested or flat, or our manifest); only what neither says is this project's
+    default. One log line lists the recorded values that replace a default, another every
+    explicit setting that differs from the record. Returns the run's config and what it took
+    from the record, by variable name."""
+    taken: dict[str, Any] = {}
+    overridden = []
+    for env, value in recorded.settings.items():
+        current = getattr(config, env.lower())
+        if env in config.given:
+            if current != value:
+                overridden.append(f"{env}={current} (recorded: {value})")
+        elif current != value:
+            taken[env] = value
+    if taken:
+        log(f"settings recorded beside {where}, used as this run's (set one to change it): "
+            + ", ".join(f"{env}={value}" for env, value in taken.items()))
+    if overridden:
+        log("explicit settings differ from those recorded beside "
+            f"{where}: {', '.join(overridden)}")
+    return dataclasses.replace(config, **{env.lower(): v for env, v in taken.items()}), taken
+
+
+def _same_job(manifest: dict[str, Any], config: Config) -> bool:
+    """Whether a run's manifest was written by a job with exactly this config (the settings
+    it took from its lineage's record set aside: this job would take them too)."""
+    taken = manifest.get("recorded_settings") or {}
+    ran = {k: v for k, v in manifest["config"].items() if k not in taken}
+    return ran == {k: v for k, v in config.as_dict().items() if k not in taken}
+
+
+def _run_shape(config: Config, lineage: progress.Progress | None,
+               log: Callable[[str], None]) -> SamplerShape:
+    """The sampler shape of a new run: BATCH_T/BATCH_B where set, else the lineage's (example
+    1's 4 x 1 for a cold start). Said in the log when it is not example 1's or converts."""
+    base = EXAMPLE_1 if lineage is None else lineage.shape
+    shape = SamplerShape(config.batch_t or base.batch_T, config.batch_b or base.batch_B)
+    if lineage is None or shape == lineage.shape:
+        if shape != EXAMPLE_1:
+            source = "BATCH_T/BATCH_B" if lineage is None else f"the lineage's, from {lineage.shape_source}"
+            log(f"sampler shape {shape} ({source}): {shape.steps_per_itr} env steps per iteration")
+        return shape
+    first_itr = lineage.steps_done // shape.steps_per_itr
+    short = lineage.steps_done - first_itr * shape.steps_per_itr
+    rounded = f" ({short} steps short: whole iterations only)" if short else ""
+    log(f"sampler shape {shape} from BATCH_T/BATCH_B, the lineage's is {lineage.shape} (from "
+        f"{lineage.shape_source}): its counters convert, {lineage.steps_done:,} steps done at "
+        f"its itr {lineage.itr} continue at itr {first_itr}, cum_steps "
+        f"{first_itr * shape.steps_per_itr}{rounded}")
+    return shape
 
 
 def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoint:
-    """Continue the run from its newest snapshot, or from its parent if it never wrote one."""
+    """Continue the run from its newest snapshot, or from its parent if it never wrote one,
+    with the settings it recorded for those this job leaves unset."""
     run.claim()
+    config, _ = _lineage_settings(config, records.Records(
+        None, None, True, None, None, None, settings=records.manifest_settings(run.manifest)),
+        run.path / "manifest.json", log)
+    run.config = config
     atomic.sweep_temp_files(run.path)  # the run is ours now: what a killed writer left is junk
     own = discovery.newest(list(discovery.candidates(run.path)),
                            strict=config.strict_snapshots, log=log)
@@ -90,8 +169,10 @@ def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoi
     exact = None if own is None else find_resume_state(run.path, own, config, log)
     # an exact resume keeps the interrupted process's schedule: its replay is restored
     min_itr_learn = (exact.min_itr_learn if exact is not None
-                     else first_itr + _fresh_steps(config, start is not None) // SAMPLER_BATCH)
-    return StartPoint(run=run, snapshot=start, first_itr=first_itr, min_itr_learn=min_itr_learn,
+                     else first_itr + _fresh_steps(config, start is not None)
+                     // run.budget.shape.steps_per_itr)
+    return StartPoint(config=config, run=run, snapshot=start, first_itr=first_itr,
+                      min_itr_learn=min_itr_learn,
                       lr=lr, lr_source=source, resumed=True, resume_state=exact)
 
 
@@ -102,12 +183,12 @@ def _run_target(run: RunDir, config: Config, log: Callable[[str], None]) -> bool
     after the target, or a smaller one, never shortens it.
     """
     budget = run.budget
-    wanted = budget.start_itr + config.iterations - 1
+    wanted = budget.start_itr + config.iterations(budget.shape) - 1
     if wanted > budget.target_itr:
         run.set_target(wanted, steps=config.steps)
         log(f"run {run.name}: STEPS={config.steps} (env steps from the run's start at cum_steps "
-            f"{budget.start_itr * SAMPLER_BATCH}) extends its target from cum_steps "
-            f"{budget.target_cum_steps} to {wanted * SAMPLER_BATCH}")
+            f"{budget.cum_steps(budget.start_itr)}) extends its target from cum_steps "
+            f"{budget.target_cum_steps} to {budget.cum_steps(wanted)}")
         return True
     if not run.finished:
         if wanted < budget.target_itr:
@@ -119,7 +200,7 @@ def _run_target(run: RunDir, config: Config, log: Callable[[str], None]) -> bool
             "nothing to do (a larger STEPS extends it)")
     else:
         log(f"run {run.name} already passed the target of STEPS={config.steps} (cum_steps "
-            f"{wanted * SAMPLER_BATCH}): it reached cum_steps {budget.target_cum_steps}; "
+            f"{budget.cum_steps(wanted)}): it reached cum_steps {budget.target_cum_steps}; "
             "nothing to do")
     return False
 
@@ -146,7 +227,7 @@ def _lineage_progress(parent: snap.Snapshot, recorded: records.Records, config: 
     if where.source == "estimate":
         log(f"{parent.path}: its optimizer made {where.updates} updates but its cum_steps "
             f"{parent.cum_steps} allow at most {where.allowed_updates} at replay ratio "
-            f"{where.replay_ratio:g}, so a warm start (rlpyt's recipe) reset its counters; "
+            f"{where.replay_ratio:g} in its sampler shape {where.shape}, so a warm start (rlpyt's recipe) reset its counters; "
             f"continuing from an estimated real progress of cum_steps {where.cum_steps} "
             "(short by each continuation's replay fill; PROGRESS_STEPS states it exactly)")
     elif where.source == "PROGRESS_STEPS":
@@ -169,7 +250,7 @@ def _restarted_job(config: Config, log: Callable[[str], None]) -> StartPoint | N
 
     def same_job(manifest: dict | None) -> bool:
         return (manifest is not None and manifest["status"] != "finished"
-                and manifest["config"] == config.as_dict())
+                and _same_job(manifest, config))
 
     try:
         if not same_job(load_manifest(latest)):
@@ -208,30 +289,35 @@ def prepare(config: Config, *, engine: str, n_actions: int,
     else:
         parent = discovery.newest(discovery.candidates(config.ckpt_dir), game=config.game,
                                   strict=config.strict_snapshots, log=log)
-    where = None
+    where, taken = None, {}
     if parent is not None:
         recorded = records.beside(parent.path)
+        config, taken = _lineage_settings(config, recorded, parent.path.parent, log)
         _check_game(parent, recorded, config, n_actions, log)
         where = _lineage_progress(parent, recorded, config, log)
-        first_itr = where.itr + 1
-        decay_start = recorded.eps_decay_start_itr
-        if decay_start is None:
-            decay_start = COLD_MIN_STEPS_LEARN // SAMPLER_BATCH
+        shape = _run_shape(config, where, log)
+        first_itr = where.steps_done // shape.steps_per_itr
+        decay_steps = recorded.eps_decay_start_steps
+        if decay_steps is None:
+            decay_steps = COLD_MIN_STEPS_LEARN
     else:
         if config.progress_steps is not None:
             log("PROGRESS_STEPS is set but there is no snapshot to warm-start from; ignored")
+        shape = _run_shape(config, None, log)
         first_itr = 0
-        decay_start = _fresh_steps(config, warm=False) // SAMPLER_BATCH
-    budget = Budget(start_itr=first_itr, target_itr=first_itr + config.iterations - 1,
-                    eps_decay_start_itr=decay_start)
+        decay_steps = _fresh_steps(config, warm=False)
+    budget = Budget(start_itr=first_itr, target_itr=first_itr + config.iterations(shape) - 1,
+                    eps_decay_start_itr=decay_steps // shape.steps_per_itr, shape=shape)
     name = config.run_name or next_run_name(config.ckpt_dir)
     run = RunDir.create(config.ckpt_dir / name, config, engine=engine, n_actions=n_actions,
                         parent=parent, budget=budget, log=log)
     run.set_target(budget.target_itr, steps=config.steps)
     if where is not None:
         run.record_progress(where.as_manifest())
+    if taken:
+        run.record_settings(taken)
     lr, source = _learning_rate(config, parent)
-    return StartPoint(run=run, snapshot=parent, first_itr=first_itr,
+    return StartPoint(config=config, run=run, snapshot=parent, first_itr=first_itr,
                       min_itr_learn=first_itr + _fresh_steps(config, parent is not None)
-                      // SAMPLER_BATCH,
+                      // shape.steps_per_itr,
                       lr=lr, lr_source=source, resumed=False)

@@ -1,6 +1,7 @@
 """The runner both engines share: iterate, log, snapshot, report progress, stop on a signal.
 
-rlpyt's shape: a sampler collects one batch of 4 env steps per iteration, the algorithm
+rlpyt's shape: a sampler collects one batch of BATCH_T x BATCH_B env steps per iteration
+(the run's ``SamplerShape``), the algorithm
 optimises once learning has started, and the runner logs every ``LOG_EVERY`` steps with a
 snapshot there (``SNAPSHOT_MODE``), as MinibatchRl does. An engine supplies only ``sample`` and
 ``optimize``; everything a user sees (progress.csv, progress lines, snapshots, the stop after a
@@ -19,9 +20,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
-from ..checkpoint.run import counters, steps_done
+from ..checkpoint.run import counters
 from ..checkpoint.start import StartPoint
-from ..config import SAMPLER_BATCH, Config
+from ..config import Config
 from ..reporting.scalars import ScalarLog
 from .trajectory import TRAJECTORY_KEYS
 
@@ -98,6 +99,9 @@ class Engine(Protocol):
     def weights(self) -> Mapping[str, torch.Tensor]:
         """The online network's state dict where it lives (no copy), for an evaluation."""
 
+    def close(self) -> None:
+        """Release the environments (and their workers) once training is over."""
+
 
 def _stats(prefix: str, values: list[float]) -> dict[str, float]:
     """rlpyt's five summary columns (Average/Std/Median/Min/Max) of one quantity."""
@@ -123,9 +127,9 @@ def _eval_columns(evaluation: Evaluation | None, cum_eval_time: float,
     return row
 
 
-def _log_evaluation(log: Callable[[str], None], itr: int, evaluation: Evaluation) -> None:
+def _log_evaluation(log: Callable[[str], None], steps: int, evaluation: Evaluation) -> None:
     cut = f" ({evaluation.truncated} cut at the step limit)" if evaluation.truncated else ""
-    log(f"eval at {steps_done(itr):,} steps: {len(evaluation.trajectories)} games"
+    log(f"eval at {steps:,} steps: {len(evaluation.trajectories)} games"
         f"{cut}, score {evaluation.summary('GameScore')}, {evaluation.steps} steps in "
         f"{evaluation.seconds:.1f}s")
 
@@ -144,7 +148,8 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
     """Run to the budget's target iteration; returns ``finished`` or ``stopped``."""
     run = start.run
     budget = run.budget
-    log_itrs = max(1, config.log_every // SAMPLER_BATCH)
+    per_itr = budget.shape.steps_per_itr
+    log_itrs = max(1, config.log_every // per_itr)
     trajectories: list[dict[str, float]] = []
     opt = OptStats()
     recent_scores: deque[float] = deque(maxlen=RECENT_EPISODES)
@@ -158,7 +163,8 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
     if config.eval_every:
         from .play import PeriodicEvaluation  # the env, video and cv2: only when evaluating
 
-        periodic = PeriodicEvaluation(config, engine.device, run.last_evaluated_cum_steps)
+        periodic = PeriodicEvaluation(config, engine.device, run.last_evaluated_cum_steps,
+                                      steps_per_itr=per_itr)
     cum_eval_time = float(last_row.get("Diagnostics/CumEvalTime") or 0.0)
     scalars = ScalarLog(run.path, log)
 
@@ -168,7 +174,7 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
         recent_scores.extend(t["GameScore"] for t in finished)
         cum_trajs += len(finished)
         if itr == start.min_itr_learn:
-            log(f"replay holds {(itr - start.first_itr + 1) * SAMPLER_BATCH} fresh steps: "
+            log(f"replay holds {(itr - start.first_itr + 1) * per_itr} fresh steps: "
                 f"updates start ({engine.updates_per_itr} per iteration)")
         stats = engine.optimize(itr)
         opt.extend(stats)
@@ -183,29 +189,30 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
         if (itr + 1) % log_itrs == 0 or final:
             evaluation = None
             if periodic is not None and not stopping and periodic.due(itr, end=final):
-                log(f"evaluating {config.eval_episodes} game(s) at {steps_done(itr):,} steps")
+                log(f"evaluating {config.eval_episodes} game(s) at {budget.steps_done(itr):,} "
+                    "steps")
                 evaluation = periodic.run(itr, engine.weights(),
                                           should_stop=lambda: stop.requested)
                 if evaluation is None:  # a signal came: this log point's snapshot is the last
                     log("evaluation dropped: a stop was requested")
                     stopping = final = True
                 else:
-                    _log_evaluation(log, itr, evaluation)
+                    _log_evaluation(log, budget.steps_done(itr), evaluation)
                     cum_eval_time += evaluation.seconds
                     now = time.monotonic()  # evaluation time is not training time
             eval_seconds = evaluation.seconds if evaluation is not None else 0.0
             elapsed = max(now - last_log_time - eval_seconds, 1e-9)
-            steps_in_window = ((itr + 1) % log_itrs or log_itrs) * SAMPLER_BATCH
+            steps_in_window = ((itr + 1) % log_itrs or log_itrs) * per_itr
             row = {
                 "Diagnostics/Iteration": itr,
                 "Diagnostics/CumTime (s)": round(cum_time_before + now - started, 3),
-                "Diagnostics/CumSteps": steps_done(itr),
+                "Diagnostics/CumSteps": budget.steps_done(itr),
                 "Diagnostics/CumCompletedTrajs": cum_trajs,
                 "Diagnostics/CumUpdates": engine.update_counter,
                 "Diagnostics/StepsPerSecond": steps_in_window / elapsed,
                 "Diagnostics/UpdatesPerSecond": (engine.update_counter - updates_at_log) / elapsed,
                 "Diagnostics/ReplayRatio": (engine.updates_per_itr * config.batch_size
-                                            / SAMPLER_BATCH),
+                                            / per_itr),
                 "Epsilon": epsilon,
                 "LearningRate": engine.learning_rate,
             }
@@ -219,20 +226,20 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
             scalars.add(row)
             seconds = run.save_snapshot(itr, engine.state, final=final)
             if seconds:
-                log(f"snapshot {counters(itr, itr * SAMPLER_BATCH)} written in "
+                log(f"snapshot {counters(itr, budget.cum_steps(itr))} written in "
                     f"{seconds:.2f}s")
             trajectories, opt = [], OptStats()
             last_log_time, updates_at_log = now, engine.update_counter
 
         if now - last_print >= PROGRESS_SECONDS or final:
-            done_steps = (itr - start.first_itr + 1) * SAMPLER_BATCH
+            done_steps = (itr - start.first_itr + 1) * per_itr
             rate = (done_steps - steps_at_print) / max(now - last_print, 1e-9)
-            left = (budget.target_itr - itr) * SAMPLER_BATCH
+            left = (budget.target_itr - itr) * per_itr
             score = f"{np.mean(recent_scores):.1f}" if recent_scores else "n/a"
             eta = _format_duration(left / rate) if rate > 0 else "?"
             log(f"itr {itr} | {done_steps}/"
-                f"{(budget.target_itr - start.first_itr + 1) * SAMPLER_BATCH} steps "
-                f"(total {steps_done(itr)}) | {rate:.1f} steps/s | ETA {eta} | "
+                f"{(budget.target_itr - start.first_itr + 1) * per_itr} steps "
+                f"(total {budget.steps_done(itr)}) | {rate:.1f} steps/s | ETA {eta} | "
                 f"score(last {len(recent_scores)}) {score} | eps {epsilon:.3f} | "
                 f"loss {last_loss:.4f}")
             last_print, steps_at_print = now, done_steps

@@ -1,7 +1,9 @@
-"""The native engine: rlpyt's example-1 DQN on torch and ale-py, without rlpyt.
+"""The native engine: rlpyt's Atari DQN on torch and ale-py, without rlpyt.
 
-One sampler iteration is 4 env steps with epsilon-greedy actions (rlpyt's serial sampler,
-batch_T=4, batch_B=1); each step goes into the frame replay; once the replay holds
+One sampler iteration is ``batch_T`` time steps of ``batch_B`` environments (the run's sampler
+shape; rlpyt example 1's 4 x 1 by default): at each time step one batched forward pass gives
+the greedy actions of all B, each environment explores with its own coin (epsilon-greedy), and
+the step goes into the frame replay, one stream per environment. Once the replay holds
 ``MIN_STEPS_LEARN`` fresh steps, each iteration runs ``updates_per_iteration`` DQN updates.
 The runner around it (logging, snapshots, signals) is ``loop.train``, shared with rlpyt's engine.
 """
@@ -17,7 +19,7 @@ import torch
 from .. import provenance
 from ..checkpoint.resume_state import ResumePayload, ResumeState
 from ..checkpoint.start import StartPoint
-from ..config import SAMPLER_BATCH, Config, updates_per_iteration
+from ..config import Config, updates_per_iteration
 from ..errors import SnapshotError
 from . import resume
 from .device import to_cpu
@@ -44,7 +46,8 @@ class NativeEngine:
             int(s.generate_state(1)[0]) for s in np.random.SeedSequence(config.seed).spawn(3))
         torch.manual_seed(config.seed)
         self.device = device
-        self.envs = SerialEnvs(config.game, env_seeds(env_seed, 1))
+        shape = start.shape
+        self.envs = SerialEnvs(config.game, env_seeds(env_seed, shape.batch_B))
         self.rng = np.random.default_rng(act_seed)
         n_actions = self.envs.n_actions
         self.model = AtariDqnModel(n_actions, dueling=config.dueling).to(self.device)
@@ -56,22 +59,23 @@ class NativeEngine:
         for group in self.optimizer.param_groups:
             group["lr"] = start.lr
         replay_kwargs = {"n_step_return": config.n_step_return, "discount": config.discount,
-                         "seed": replay_seed}
+                         "seed": replay_seed, "streams": shape.batch_B}
         self.replay: UniformReplay = (
             PrioritizedReplay(config.replay_size, alpha=0.6, beta=PRI_BETA_INIT, **replay_kwargs)
             if config.prioritized_replay else UniformReplay(config.replay_size, **replay_kwargs))
         self.learner = DqnLearner(
             self.model, self.target, self.optimizer, discount=config.discount,
             n_step_return=config.n_step_return, double_dqn=config.double_dqn,
-            target_update_interval=config.target_update_interval,
+            clip_grad_norm=config.clip_grad_norm, target_update_interval=config.target_update_interval,
             prioritized_replay=config.prioritized_replay, update_counter=update_counter)
-        self.updates_per_itr = updates_per_iteration(config.replay_ratio, SAMPLER_BATCH,
+        self.updates_per_itr = updates_per_iteration(config.replay_ratio, shape.sampler_batch,
                                                      config.batch_size)
-        self._eps_itr_max = max(1, config.eps_steps // SAMPLER_BATCH)
-        self._beta_itr_max = max(1, PRI_BETA_STEPS // SAMPLER_BATCH)
+        self._batch_t = shape.batch_T
+        self._eps_itr_max = max(1, config.eps_steps // shape.steps_per_itr)
+        self._beta_itr_max = max(1, PRI_BETA_STEPS // shape.steps_per_itr)
         self.model.train()
         self._observations = self.envs.reset()
-        self._trajectory = new_trajectory()
+        self._trajectories = [new_trajectory() for _ in range(shape.batch_B)]
         if start.resume_state is not None:
             self._restore(start.resume_state)
 
@@ -122,7 +126,7 @@ class NativeEngine:
             "min_itr_learn": self.start.min_itr_learn,
             "update_counter": self.learner.update_counter,
             "act_rng": self.rng.bit_generator.state,
-            "trajectory": self._trajectory,
+            "trajectories": self._trajectories,
             "torch_threads": torch.get_num_threads(),
             "cpu": torch.backends.cpu.get_cpu_capability(),
             "device": str(self.device),
@@ -148,7 +152,9 @@ class NativeEngine:
         self.rng.bit_generator.state = meta["act_rng"]
         self.learner.update_counter = int(meta["update_counter"])
         self._observations = saved.array("observations")
-        self._trajectory = {k: float(v) for k, v in meta["trajectory"].items()}
+        # a state from before batch_B was saved had one environment's "trajectory"
+        saved_trajectories = meta.get("trajectories") or [meta["trajectory"]]
+        self._trajectories = [{k: float(v) for k, v in t.items()} for t in saved_trajectories]
         self.log(f"exact resume from {saved.path.name}: replay of {len(self.replay)} steps, "
                  "RNG, emulator and schedule state restored")
 
@@ -166,33 +172,48 @@ class NativeEngine:
                 self.log(f"warning: {what} {is_} differs from the interrupted process's "
                          f"({was}): the resume continues, but not bit-exactly")
 
-    def _act(self, observation: np.ndarray, epsilon: float) -> int:
-        """Epsilon-greedy: the network is only asked when the coin says exploit."""
-        if self.rng.random() < epsilon:
-            return int(self.rng.integers(self.envs.n_actions))
-        with torch.no_grad():
-            obs = torch.from_numpy(observation).to(self.device, non_blocking=True)
-            return int(self.model(obs).argmax(-1).item())
+    def _act(self, observations: np.ndarray, epsilon: float) -> np.ndarray:
+        """Epsilon-greedy for each environment, its coins (and random actions) drawn in
+        environment order; one forward pass of all B observations, only when a coin says
+        exploit (before learning starts none does)."""
+        actions = np.empty(len(observations), dtype=np.int64)
+        exploit = np.zeros(len(observations), dtype=bool)
+        for b in range(len(observations)):
+            if self.rng.random() < epsilon:
+                actions[b] = self.rng.integers(self.envs.n_actions)
+            else:
+                exploit[b] = True
+        if exploit.any():
+            with torch.no_grad():
+                obs = torch.from_numpy(observations).to(self.device, non_blocking=True)
+                greedy = self.model(obs).argmax(-1).cpu().numpy()
+            actions[exploit] = greedy[exploit]
+        return actions
 
     def sample(self, itr: int) -> tuple[float, list[dict[str, float]]]:
-        """4 env steps at rlpyt's epsilon for ``itr``, stored in the replay as they happen."""
+        """``batch_T`` steps of every environment at rlpyt's epsilon for ``itr``, stored in
+        the replay as they happen."""
         budget = self.start.run.budget
         epsilon = linear_ramp(itr, budget.eps_decay_start_itr, self._eps_itr_max, EPS_INIT,
                               self.config.eps_final)
         ended = []
-        trajectory = self._trajectory
-        for _ in range(SAMPLER_BATCH):
-            action = self._act(self._observations[0], epsilon)
-            steps = self.envs.step(np.array([action]))
-            self.replay.append(self._observations[0][-1], action, float(steps.rewards[0]),
-                               bool(steps.dones[0]))
-            add_step(trajectory, float(steps.rewards[0]), float(steps.game_scores[0]),
-                     self.config.discount)
-            if steps.traj_dones[0]:
-                ended.append(finished(trajectory))
-                trajectory = self._trajectory = new_trajectory()
+        trajectories = self._trajectories
+        for _ in range(self._batch_t):
+            actions = self._act(self._observations, epsilon)
+            steps = self.envs.step(actions)
+            self.replay.append(self._observations[:, -1], actions, steps.rewards, steps.dones)
+            for b, trajectory in enumerate(trajectories):
+                add_step(trajectory, float(steps.rewards[b]), float(steps.game_scores[b]),
+                         self.config.discount)
+                if steps.traj_dones[b]:
+                    ended.append(finished(trajectory))
+                    trajectories[b] = new_trajectory()
             self._observations = steps.observations
         return epsilon, ended
+
+    def close(self) -> None:
+        """Stop the environments (worker processes, where they run in some)."""
+        self.envs.close()
 
     def optimize(self, itr: int) -> OptStats:
         """rlpyt's optimize_agent: no updates before ``min_itr_learn``, then a fixed number."""

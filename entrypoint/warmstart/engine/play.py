@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import EVAL_EPSILON, MAX_EPISODE_STEPS, SAMPLER_BATCH, Config
+from ..config import EVAL_EPSILON, MAX_EPISODE_STEPS, Config
 from .atari import AtariEnv
 from .model import AtariDqnModel, state_dict_signature
 from .trajectory import add_step, finished, new_trajectory
@@ -154,15 +154,18 @@ class PeriodicEvaluation:
     """The runner's evaluations: at the first log point at or past each multiple of
     ``EVAL_EVERY`` env steps, and at the last log point of a run that reached its target."""
 
-    def __init__(self, config: Config, device: torch.device, evaluated_cum_steps: int) -> None:
-        """``evaluated_cum_steps``: where the run's last evaluation (or its start) was."""
+    def __init__(self, config: Config, device: torch.device, evaluated_cum_steps: int, *,
+                 steps_per_itr: int) -> None:
+        """``evaluated_cum_steps``: where the run's last evaluation (or its start) was;
+        ``steps_per_itr``: the run's env steps per iteration."""
         self.config = config
         self.device = device
+        self._per_itr = steps_per_itr
         self._done_through = evaluated_cum_steps // config.eval_every
         self._model: AtariDqnModel | None = None
 
     def due(self, itr: int, *, end: bool) -> bool:
-        return end or (itr + 1) * SAMPLER_BATCH // self.config.eval_every > self._done_through
+        return end or (itr + 1) * self._per_itr // self.config.eval_every > self._done_through
 
     def run(self, itr: int, state_dict: Mapping[str, torch.Tensor], *,
             should_stop: Callable[[], bool] = _never) -> Evaluation | None:
@@ -172,7 +175,7 @@ class PeriodicEvaluation:
             self._model = q_network(state_dict, self.device)
         else:
             self._model.load_state_dict(state_dict)
-        self._done_through = (itr + 1) * SAMPLER_BATCH // self.config.eval_every
+        self._done_through = (itr + 1) * self._per_itr // self.config.eval_every
         try:
             return play(self._model, self.config.game, episodes=self.config.eval_episodes,
                         seed=self.config.seed, itr=itr, discount=self.config.discount,

@@ -1,12 +1,15 @@
-"""Frame-based n-step replay for one environment stream, as rlpyt's DQN replays it.
+"""Frame-based n-step replay of ``streams`` environments stepped together, as rlpyt's DQN
+replays its ``[T, B]`` frame buffer.
 
 Memory: every step stores its newest 104x80 frame once (8,320 bytes) plus action, reward and
 done, instead of two 4-frame observations; 1M steps fit in about 8.3 GB. Arrays come from
 ``np.zeros``, so the OS commits their pages only as the buffer fills.
 
-Layout: slot ``i`` holds step ``i`` of the stream modulo ``size``: the newest frame of the
-observation the action was taken at, the action, and the reward and done that ``env.step``
-returned. The observation of slot ``i`` is rebuilt from the frames of slots ``i-3 .. i``; a
+Layout: row ``t`` (of ``size`` rows) holds time step ``t`` of every stream modulo ``size``,
+stream ``b`` in slot ``t * streams + b``: the newest frame of the observation the action was
+taken at, the action, and the reward and done that ``env.step`` returned. Every offset in time
+below is a whole number of rows, so frame stacks and n-step returns stay inside one stream;
+with one stream a slot is a step, as rlpyt's example 1 stores it. The observation of slot ``i`` is rebuilt from the frames of slots ``i-3 .. i``; a
 done at slot ``d`` in ``i-3 .. i-1`` blanks frame ``d`` and every older one, because the env
 zeroed its frame history there (a reset, or a lost life with episodic lives). rlpyt's
 ``NStepFrameBuffer`` rebuilds observations the same way.
@@ -17,7 +20,9 @@ target is not written yet; not the ``f`` oldest ones, whose history frames the c
 overwritten; and, until the buffer first wraps, not steps ``0 .. f-1`` either. The last rule is rlpyt's start-up guard, kept so that the set of
 sampleable steps is the same as rlpyt's at every step.
 
-The n-step return and ``done_n`` are computed from the stored rewards when a batch is drawn,
+Rows are drawn uniformly from the sampleable ones and, with more than one stream, a stream
+uniformly for each (rlpyt's ``T_idxs`` and ``B_idxs``). The n-step return and ``done_n`` are
+computed from the stored rewards when a batch is drawn,
 with rlpyt's float32 arithmetic (``return += float32(discount**k) * reward[k] * (1 -
 done_n)``); rlpyt computes the same numbers when steps are appended, which only moves the
 work.
@@ -77,28 +82,33 @@ class UniformReplay:
 
     def __init__(self, size: int, *, num_img_obs: int = 4,
                  frame_shape: tuple[int, int] = (104, 80), n_step_return: int = 1,
-                 discount: float = 0.99, seed: int = 0) -> None:
-        if num_img_obs < 1 or n_step_return < 1:
-            raise ValueError("num_img_obs and n_step_return must be at least 1")
+                 discount: float = 0.99, seed: int = 0, streams: int = 1) -> None:
+        """``size`` transitions in all: ``size // streams`` rows of ``streams`` (as rlpyt)."""
+        if num_img_obs < 1 or n_step_return < 1 or streams < 1:
+            raise ValueError("num_img_obs, n_step_return and streams must be at least 1")
         self.off_forward = max(1, num_img_obs - 1)
-        if size <= n_step_return + self.off_forward:
-            raise ValueError(f"a replay of {size} slots holds no complete "
+        rows = size // streams
+        if rows <= n_step_return + self.off_forward:
+            raise ValueError(f"a replay of {rows} rows holds no complete "
                              f"{n_step_return}-step transition of {num_img_obs} frames")
-        self.size = size
+        self.size = rows
+        self.streams = streams
         self.num_img_obs = num_img_obs
         self.n_step_return = n_step_return
-        self.frames = np.zeros((size, *frame_shape), dtype=np.uint8)
-        self.actions = np.zeros(size, dtype=np.int32)
-        self.rewards = np.zeros(size, dtype=np.float32)
-        self.dones = np.zeros(size, dtype=bool)
-        self.written = 0  # steps appended since the buffer was made; the cursor is written % size
+        slots = rows * streams
+        self.frames = np.zeros((slots, *frame_shape), dtype=np.uint8)
+        self.actions = np.zeros(slots, dtype=np.int32)
+        self.rewards = np.zeros(slots, dtype=np.float32)
+        self.dones = np.zeros(slots, dtype=bool)
+        self.written = 0  # rows appended since the buffer was made; the cursor is written % size
         self.rng = np.random.default_rng(seed)
         # rlpyt multiplies a float32 reward by the Python float discount**k: float32 arithmetic.
         self._discounts = np.array([discount ** k for k in range(n_step_return)],
                                    dtype=np.float32)
-        self._frame_offsets = np.arange(1 - num_img_obs, 1)  # oldest frame first
-        self._done_offsets = np.arange(1 - num_img_obs, 0)  # the steps before the newest
-        self._return_offsets = np.arange(n_step_return)
+        # offsets in slots of whole rows: a stack or a return never crosses into another stream
+        self._frame_offsets = np.arange(1 - num_img_obs, 1) * streams  # oldest frame first
+        self._done_offsets = np.arange(1 - num_img_obs, 0) * streams  # the steps before the newest
+        self._return_offsets = np.arange(n_step_return) * streams
         self._out = np.empty((0, num_img_obs, *frame_shape), dtype=np.uint8)
 
     @staticmethod
@@ -113,11 +123,15 @@ class UniformReplay:
         return frame_shape[0] * frame_shape[1] + 4 + 4 + 1 + 2 * 8
 
     def __len__(self) -> int:
-        """Steps currently stored (sampleable or not)."""
-        return min(self.written, self.size)
+        """Transitions currently stored (sampleable or not), in the first slots."""
+        return min(self.written, self.size) * self.streams
+
+    def _slots(self, rows: np.ndarray) -> np.ndarray:
+        """Every stream's slot of ``rows`` (row-major: row by row, streams in order)."""
+        return (np.asarray(rows)[:, None] * self.streams + np.arange(self.streams)).ravel()
 
     def _step_range(self) -> tuple[int, int]:
-        """Sampleable steps, counted from the start of the stream: ``[low, high)``."""
+        """Sampleable rows, counted from the start of the streams: ``[low, high)``."""
         low = self.off_forward + max(0, self.written - self.size)
         return low, self.written - self.n_step_return
 
@@ -127,21 +141,24 @@ class UniformReplay:
         return high > low
 
     def valid_idxs(self) -> np.ndarray:
-        """The slots ``sample`` may return now, in stream order."""
+        """The slots ``sample`` may return now, in time order."""
         low, high = self._step_range()
-        return np.arange(low, max(low, high)) % self.size
+        return self._slots(np.arange(low, max(low, high)) % self.size)
 
-    def append(self, frame: np.ndarray, action: int, reward: float, done: bool) -> None:
-        """Store one env step.
+    def append(self, frame: np.ndarray, action: int | np.ndarray, reward: float | np.ndarray,
+               done: bool | np.ndarray) -> None:
+        """Store one time step of every stream (index ``b`` for stream ``b``; plain values
+        for one stream).
 
         ``frame`` is the newest frame of the observation ``action`` was taken at; ``reward``
         and ``done`` are what ``env.step(action)`` returned (a lost life counts as done).
         """
-        slot = self.written % self.size
-        self.frames[slot] = frame
-        self.actions[slot] = action
-        self.rewards[slot] = reward
-        self.dones[slot] = done
+        first = self.written % self.size * self.streams
+        row = slice(first, first + self.streams)
+        self.frames[row] = frame
+        self.actions[row] = action
+        self.rewards[row] = reward
+        self.dones[row] = done
         self.written += 1
 
     def sample(self, batch_size: int) -> ReplayBatch:
@@ -149,7 +166,10 @@ class UniformReplay:
         if not self.can_sample():
             raise ValueError("the replay holds no complete transition to sample yet")
         low, high = self._step_range()
-        return self.batch_at(self.rng.integers(low, high, size=batch_size) % self.size)
+        slots = self.rng.integers(low, high, size=batch_size) % self.size * self.streams
+        if self.streams > 1:
+            slots += self.rng.integers(0, self.streams, size=batch_size)
+        return self.batch_at(slots)
 
     def batch_at(self, idxs: np.ndarray) -> ReplayBatch:
         """The transitions at slots ``idxs``, exactly as ``sample`` returns them when it draws them.
@@ -158,7 +178,7 @@ class UniformReplay:
         """
         idxs = np.asarray(idxs, dtype=np.int64)
         count = len(idxs)
-        targets = (idxs + self.n_step_return) % self.size
+        targets = (idxs + self.n_step_return * self.streams) % len(self.frames)
         stacks = self._stacks(np.concatenate([idxs, targets]))
         rewards = self.rewards.take(idxs[:, None] + self._return_offsets, mode="wrap")
         dones = self.dones.take(idxs[:, None] + self._return_offsets, mode="wrap")
@@ -216,20 +236,22 @@ class PrioritizedReplay(UniformReplay):
         self.alpha = alpha
         self.beta = beta
         self.default_value = default_priority ** alpha
-        self.tree = SumTree(size)
+        self.tree = SumTree(len(self.frames))
 
-    def append(self, frame: np.ndarray, action: int, reward: float, done: bool) -> None:
-        """Store one step; switch off the slots it makes unsampleable, on the one it completes."""
+    def append(self, frame: np.ndarray, action: int | np.ndarray, reward: float | np.ndarray,
+               done: bool | np.ndarray) -> None:
+        """Store one time step; switch off the rows it makes unsampleable, on the one it
+        completes (every stream's slot of them)."""
         super().append(frame, action, reward, done)
         newest = self.written - 1
-        # Off: steps newest+1-n .. newest await their targets, and slots newest+1 ..
+        # Off: rows newest+1-n .. newest await their targets, and rows newest+1 ..
         # newest+f (mod size) hold the oldest steps, whose history this write overwrote.
-        # On: step newest-n, whose n-step target just arrived, unless the start-up guard
-        # holds it off (it is then a slot not yet written, or one of 0 .. f-1: zero already).
+        # On: row newest-n, whose n-step target just arrived, unless the start-up guard
+        # holds it off (it is then a row not yet written, or one of 0 .. f-1: zero already).
         completed = newest - self.n_step_return
-        slots = np.arange(completed, newest + 1 + self.off_forward) % self.size
+        slots = self._slots(np.arange(completed, newest + 1 + self.off_forward) % self.size)
         values = np.zeros(len(slots))
-        values[0] = self.default_value if completed >= self.off_forward else 0.0
+        values[:self.streams] = self.default_value if completed >= self.off_forward else 0.0
         self.tree.set(slots, values)
 
     def sample(self, batch_size: int) -> ReplayBatch:

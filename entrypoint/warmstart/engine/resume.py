@@ -77,7 +77,8 @@ def restore_envs(batch: SerialEnvs, meta: dict[str, Any], saved: ResumeState) ->
 def replay(buffer: UniformReplay) -> Part:
     """The filled part of the buffer, its cursor and generator; the tree and beta if prioritized."""
     filled = len(buffer)
-    meta: dict[str, Any] = {"size": buffer.size, "written": buffer.written,
+    meta: dict[str, Any] = {"size": buffer.size, "streams": buffer.streams,
+                            "written": buffer.written,
                             "rng": buffer.rng.bit_generator.state}
     arrays = {"replay/frames": buffer.frames[:filled], "replay/actions": buffer.actions[:filled],
               "replay/rewards": buffer.rewards[:filled], "replay/dones": buffer.dones[:filled]}
@@ -90,9 +91,11 @@ def replay(buffer: UniformReplay) -> Part:
 def restore_replay(buffer: UniformReplay, meta: dict[str, Any], saved: ResumeState) -> None:
     """Fill ``buffer`` (freshly made, same size and kind) in place from the saved state."""
     prioritized = isinstance(buffer, PrioritizedReplay)
-    if meta["size"] != buffer.size or ("beta" in meta) != prioritized:
-        raise ValueError(f"saved replay (size {meta['size']}, prioritized {'beta' in meta}) "
-                         f"does not fit this one (size {buffer.size}, prioritized {prioritized})")
+    streams = meta.get("streams", 1)  # a state from before streams were saved had one
+    if (meta["size"], streams) != (buffer.size, buffer.streams) or ("beta" in meta) != prioritized:
+        raise ValueError(f"saved replay ({meta['size']} rows of {streams}, prioritized "
+                         f"{'beta' in meta}) does not fit this one ({buffer.size} rows of "
+                         f"{buffer.streams}, prioritized {prioritized})")
     buffer.written = int(meta["written"])
     filled = len(buffer)
     for name in ("frames", "actions", "rewards", "dones"):

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ..checkpoint.start import StartPoint
-from ..config import SAMPLER_BATCH, Config
+from ..config import Config
 from .device import to_cpu
 from .loop import OptStats
 from .trajectory import TRAJECTORY_KEYS
@@ -49,6 +49,7 @@ class RlpytEngine:
         from rlpyt.utils.seed import set_seed
 
         self.start = start
+        shape = start.shape
         snapshot = start.snapshot
         initial_model = None
         if snapshot is not None:
@@ -60,13 +61,13 @@ class RlpytEngine:
                                    eps_final=config.eps_final)
         self.sampler = SerialSampler(
             EnvCls=AtariEnv, TrajInfoCls=AtariTrajInfo, env_kwargs={"game": config.game},
-            batch_T=SAMPLER_BATCH, batch_B=1, max_decorrelation_steps=0)
+            batch_T=shape.batch_T, batch_B=shape.batch_B, max_decorrelation_steps=0)
         self.algo = DQN(
             discount=config.discount, batch_size=config.batch_size,
             min_steps_learn=0, replay_size=config.replay_size, replay_ratio=config.replay_ratio,
             target_update_interval=config.target_update_interval,
             n_step_return=config.n_step_return, double_dqn=config.double_dqn,
-            prioritized_replay=config.prioritized_replay, eps_steps=config.eps_steps,
+            clip_grad_norm=config.clip_grad_norm, prioritized_replay=config.prioritized_replay, eps_steps=config.eps_steps,
             learning_rate=start.lr,
             initial_optim_state_dict=None if snapshot is None else snapshot.optimizer)
         examples = self.sampler.initialize(
@@ -87,7 +88,7 @@ class RlpytEngine:
             group["lr"] = start.lr
         self.algo.min_itr_learn = start.min_itr_learn
         self.agent.set_epsilon_itr_min_max(start.run.budget.eps_decay_start_itr,
-                                           max(1, config.eps_steps // SAMPLER_BATCH))
+                                           max(1, config.eps_steps // shape.steps_per_itr))
         self.device = device
         self.updates_per_itr = self.algo.updates_per_optimize
         self._samples: Any = None
@@ -112,6 +113,9 @@ class RlpytEngine:
         return OptStats(losses=[float(x) for x in info.loss],
                         grad_norms=[float(x) for x in info.gradNorm],
                         td_abs_errs=[float(x) for x in info.tdAbsErr])
+
+    def close(self) -> None:
+        self.sampler.shutdown()
 
     def weights(self) -> dict[str, torch.Tensor]:
         return self.agent.model.state_dict()

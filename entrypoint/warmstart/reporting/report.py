@@ -76,7 +76,9 @@ def _from_manifest(row: RunRow, manifest: dict[str, Any], age_s: float,
     row.game = _get(manifest, "game", kind=str) or "-"
     row.seed = _get(manifest, "seed", kind=int)
     target_itr = _get(manifest, "budget", "target_itr", kind=int)
-    row.target = None if target_itr is None else steps_done(target_itr)
+    # the target's cum_steps carries the run's steps per iteration (its sampler shape)
+    row.target = None if target_itr is None else steps_done(
+        target_itr, _get(manifest, "budget", "target_cum_steps", kind=int))
     entries = _get(manifest, "snapshots", kind=list)
     steps = [steps_done(e["itr"], e["cum_steps"]) for e in entries or []
              if isinstance(e, dict) and _get(e, "itr", kind=int) is not None
