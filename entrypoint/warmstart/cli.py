@@ -86,9 +86,10 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
         description="List every run folder under the volume, sorted by game, seed and name: "
                     "game, seed, run name, steps done at the newest snapshot / the run's "
                     "target, latest training and evaluation score, and status: running, "
-                    "finished, stopped by a signal, or abandoned (the manifest says running "
+                    "finished, stopped by a signal, abandoned (the manifest says running "
                     "but was not written for --abandoned-after minutes: the trainer was "
-                    "killed and nothing resumed it). A damaged file gets one line on stderr "
+                    "killed and nothing resumed it), or failed (a start ended on an error; "
+                    "the error's line is printed under the table). A damaged file gets one line on stderr "
                     "and its run a row with what could be read. Exits 4 if the folder is "
                     "missing.")
     parser.add_argument("path", type=Path, nargs="?",

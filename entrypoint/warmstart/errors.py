@@ -48,8 +48,16 @@ class DeviceError(UserError):
     exit_code = 6
 
 
+class TrainingDivergedError(UserError):
+    """A loss or a weight became NaN or infinite (exit 8): training stopped before writing it,
+    so the volume's last snapshot is the last finite one. Retrying repeats the same arithmetic;
+    a smaller LR (or another start snapshot) is what helps."""
+
+    exit_code = 8
+
+
 RETRY_CANNOT_HELP: tuple[type[UserError], ...] = (ConfigError, SnapshotError, VolumeError,
-                                                 DeviceError)
+                                                 DeviceError, TrainingDivergedError)
 """Errors a restart of the same pod cannot fix: the Kubernetes Jobs' ``podFailurePolicy`` fails
 the Job at once on their exit codes (tests/test_k8s.py holds the manifests to this tuple).
 RunLockedError is not among them: the other trainer goes away."""
@@ -64,6 +72,8 @@ EXIT_CODES: dict[int, str] = {
     VolumeError.exit_code: "checkpoint volume problem (missing, read-only, full)",
     RunLockedError.exit_code: "another trainer holds the run folder (retry later)",
     DeviceError.exit_code: "a GPU is present but torch cannot use it (driver too old)",
+    TrainingDivergedError.exit_code: "training diverged (a NaN or infinite loss or weight); "
+                                     "nothing non-finite was written",
     EXIT_SIGINT: "stopped by SIGINT after a final snapshot",
     EXIT_SIGTERM: "stopped by SIGTERM after a final snapshot",
 }

@@ -8,20 +8,21 @@ Every file is replaced atomically, so a job killed at any instant leaves a loada
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import provenance
 from ..config import SAMPLER_BATCH, Config
-from ..errors import RunLockedError
+from ..errors import RunLockedError, TrainingDivergedError, UserError
 from . import atomic, lock, resume_state
 from . import snapshot as snap
 
@@ -256,6 +257,13 @@ class RunDir:
         if not files:
             return 0.0
         parts = state()
+        bad = snap.non_finite(model=parts["model"], target=parts["target"],
+                              optimizer=parts["optimizer"])
+        if bad is not None:
+            raise TrainingDivergedError(
+                f"training diverged: {bad} holds NaN or infinite values at itr {itr}; "
+                f"snapshot not written, {self.path}'s last snapshot is the last finite one. "
+                "Lower LR, or warm-start from another snapshot.")
         data = snap.to_bytes(itr=itr, cum_steps=itr * SAMPLER_BATCH, model=parts["model"],
                              target=parts["target"], optimizer=parts["optimizer"])
         digest = hashlib.sha256(data).hexdigest()
@@ -336,8 +344,11 @@ class RunDir:
 
     def record_start(self, info: dict[str, Any]) -> None:
         """Note what this process runs with beyond the config (threads, device, determinism,
-        how it started): a manifest must name everything that decides the result."""
+        how it started): a manifest must name everything that decides the result. The run is
+        running again, whatever an earlier start recorded (stopped, failed)."""
         self.manifest.setdefault("starts", []).append({"started": _now()} | info)
+        self.manifest["status"] = "running"
+        self.manifest.pop("error", None)
         self._write_manifest()
 
     def set_target(self, target_itr: int, *, steps: int) -> None:
@@ -367,4 +378,29 @@ class RunDir:
     def mark(self, status: str) -> None:
         """Record how the run ended: ``finished`` (budget reached) or ``stopped`` (by a signal)."""
         self.manifest["status"] = status
+        self.manifest.pop("error", None)
         self._write_manifest()
+
+    def fail(self, err: UserError) -> str | None:
+        """Record that this start failed, and why (status ``failed``, ``error`` the line the
+        user saw), so ``report`` does not show the run as running. Best effort: on a full disk
+        even this small write may fail; that is returned as a line for the log, never raised
+        over the error that ended the run."""
+        self.manifest["status"] = "failed"
+        self.manifest["error"] = f"exit {err.exit_code}: {err}"
+        try:
+            self._write_manifest()
+        except UserError as also:
+            return f"could not record the failure in {self.path / MANIFEST}: {also}"
+        return None
+
+    @contextlib.contextmanager
+    def failing_records(self, log: Callable[[str], None]) -> Iterator[None]:
+        """A user error inside the block is recorded (``fail``) before it ends the job."""
+        try:
+            yield
+        except UserError as err:
+            problem = self.fail(err)
+            if problem is not None:
+                log(problem)
+            raise

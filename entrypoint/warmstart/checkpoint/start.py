@@ -160,9 +160,10 @@ def prepare(config: Config, *, engine: str, n_actions: int,
         existing = RunDir.open(config.ckpt_dir / config.run_name, config, log=log)
         if existing is not None:
             _check_same_job(existing, config)
-            if not _run_target(existing, config, log):
-                return None
-            return _resume(existing, config, log)
+            with existing.failing_records(log):
+                if not _run_target(existing, config, log):
+                    return None
+                return _resume(existing, config, log)
     else:
         latest = latest_run_dir(config.ckpt_dir)
         if latest is not None and lock.held(latest):  # a live trainer's run, not a restart
@@ -173,7 +174,8 @@ def prepare(config: Config, *, engine: str, n_actions: int,
                 and unfinished.manifest["config"] == config.as_dict()):
             log(f"run {unfinished.name} stopped before its target and has this job's exact "
                 "config: resuming it")
-            return _resume(unfinished, config, log)
+            with unfinished.failing_records(log):
+                return _resume(unfinished, config, log)
         if unfinished is not None:
             unfinished.release()
 
@@ -201,9 +203,10 @@ def prepare(config: Config, *, engine: str, n_actions: int,
     name = config.run_name or next_run_name(config.ckpt_dir)
     run = RunDir.create(config.ckpt_dir / name, config, engine=engine, n_actions=n_actions,
                         parent=parent, budget=budget, log=log)
-    run.set_target(budget.target_itr, steps=config.steps)
-    if where is not None:
-        run.record_progress(where.as_manifest())
+    with run.failing_records(log):
+        run.set_target(budget.target_itr, steps=config.steps)
+        if where is not None:
+            run.record_progress(where.as_manifest())
     lr, source = _learning_rate(config, parent)
     return StartPoint(run=run, snapshot=parent, first_itr=first_itr,
                       min_itr_learn=first_itr + _fresh_steps(config, parent is not None)

@@ -9,7 +9,9 @@ the report.
 Status: ``finished`` (target reached), ``stopped by a signal`` (SIGTERM/SIGINT; a Job's next
 pod resumes it), ``running`` (the manifest says so and was written within ``abandoned_after``),
 ``abandoned`` (the manifest says running but has not been written for longer: its trainer was
-killed, or its pod is gone and nothing resumed it). A running trainer rewrites the manifest at
+killed, or its pod is gone and nothing resumed it), ``failed`` (a start stopped on an error after
+making the folder: bad settings found late, a full volume, training that diverged; the error's
+line is printed under the table). A running trainer rewrites the manifest at
 every snapshot, so the threshold must exceed the time between snapshots. Folders without our
 manifest show as ``rlpyt run`` (an rlpyt ``progress.csv``) or ``no manifest``, and ours with a
 damaged one as ``manifest unreadable``.
@@ -33,7 +35,8 @@ from .table import text_table
 
 STOPPED = "stopped by a signal"
 DAMAGED = "manifest unreadable"
-STATUS_ORDER = ("running", STOPPED, "abandoned", "finished", DAMAGED, "rlpyt run", "no manifest")
+FAILED = "failed"
+STATUS_ORDER = ("running", STOPPED, "abandoned", FAILED, "finished", DAMAGED, "rlpyt run", "no manifest")
 
 
 @dataclass
@@ -50,6 +53,7 @@ class RunRow:
     train_curve: list[tuple[int, float]] = field(default_factory=list)
     eval_curve: list[tuple[int, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # one line per damaged file
+    error: str | None = None  # why a failed run failed, as its trainer recorded it
 
     @property
     def name(self) -> str:
@@ -88,6 +92,8 @@ def _from_manifest(row: RunRow, manifest: dict[str, Any], age_s: float,
     if status == "running" and age_s > abandoned_after_s:
         status = "abandoned"
     row.status = {"stopped": STOPPED}.get(status, status)
+    if status == FAILED:
+        row.error = _get(manifest, "error", kind=str) or "no reason recorded"
     missing = [name for name, value in (
         ("game", row.game != "-"), ("seed", row.seed is not None),
         ("budget.target_itr", row.target is not None), ("snapshots", entries is not None),
@@ -229,6 +235,9 @@ def report(ckpt_dir: Path, plot: Path | None, abandoned_after_s: float,
         out(f"no run folders under {ckpt_dir}")
         return 0
     out(table(rows))
+    for row in rows:
+        if row.error is not None:
+            out(f"{row.name} failed: {row.error}")
     for row in rows:
         for line in row.problems:
             err(f"warmstart report: {line}")
