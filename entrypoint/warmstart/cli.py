@@ -8,6 +8,7 @@ line with the exit code the README documents. Anything else is a bug and keeps i
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -34,7 +35,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Warm-start DQN from the newest snapshot under CKPT_DIR (or cold-start if "
                     "there is none), train STEPS env steps and write rlpyt-format snapshots.\n"
                     "Every setting is an environment variable (also as WARMSTART_<NAME>) or the "
-                    "flag shown; a flag wins over the environment.\n"
+                    "flag shown; a flag wins over the environment; an empty variable or "
+                    "flag means unset (the default applies).\n"
                     "SIGTERM or SIGINT: stop after the current iteration with a final snapshot; "
                     "a second signal more than 1 s after the first exits at once (one within "
                     "1 s is the same request delivered twice, as a group signal under make "
@@ -102,12 +104,15 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
                              f"[default: {ABANDONED_AFTER_MINUTES:g}]")
 
 
-def _number(kind: type, minimum: float) -> Callable[[str], float]:
-    """An argparse type: ``kind`` no smaller than ``minimum`` (argparse names the flag)."""
+def _number(kind: type, minimum: float, maximum: float = math.inf) -> Callable[[str], float]:
+    """An argparse type: a finite ``kind`` from ``minimum`` to ``maximum`` (argparse names the
+    flag)."""
     def parse(text: str) -> float:
         value = kind(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, not {text}")
+        if not math.isfinite(value) or not minimum <= value <= maximum:
+            bounds = f">= {minimum:g}" if maximum == math.inf else (
+                f"from {minimum:g} to {maximum:g}")
+            raise argparse.ArgumentTypeError(f"must be a finite number {bounds}, not {text}")
         return value
     parse.__name__ = kind.__name__
     return parse
@@ -128,11 +133,12 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("path", type=Path, nargs="?",
                         help="a params.pkl / itr_N.pkl, or a folder (its newest snapshot) "
                              "[default: CKPT_DIR]")
-    parser.add_argument("--episodes", type=_number(int, 1), metavar="N",
+    parser.add_argument("--episodes", type=_number(int, 1, 100_000), metavar="N",
                         help="games to play [default: EVAL_EPISODES, 10]")
-    parser.add_argument("--epsilon", type=_number(float, 0), default=EVAL_EPSILON,
-                        help=f"chance of a random action [default: {EVAL_EPSILON:g}, rlpyt's]")
-    parser.add_argument("--max-steps", type=_number(int, 1), default=MAX_EPISODE_STEPS,
+    parser.add_argument("--epsilon", type=_number(float, 0, 1), default=EVAL_EPSILON,
+                        help="chance of a random action, from 0 to 1 [default: "
+                             f"{EVAL_EPSILON:g}, rlpyt's]")
+    parser.add_argument("--max-steps", type=_number(int, 1, 10**9), default=MAX_EPISODE_STEPS,
                         metavar="N", help="cut a game after N agent steps [default: "
                                           f"{MAX_EPISODE_STEPS}, rlpyt's horizon: 30 minutes]")
     parser.add_argument("--video", type=Path, metavar="FILE",
