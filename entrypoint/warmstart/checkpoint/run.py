@@ -381,13 +381,14 @@ class RunDir:
         self.manifest.pop("error", None)
         self._write_manifest()
 
-    def fail(self, err: UserError) -> str | None:
+    def fail(self, err: Exception) -> str | None:
         """Record that this start failed, and why (status ``failed``, ``error`` the line the
-        user saw), so ``report`` does not show the run as running. Best effort: on a full disk
-        even this small write may fail; that is returned as a line for the log, never raised
-        over the error that ended the run."""
+        user saw; a bug's exception type and message), so ``report`` does not show the run as
+        running. Best effort: on a full disk even this small write may fail; that is returned
+        as a line for the log, never raised over the error that ended the run."""
         self.manifest["status"] = "failed"
-        self.manifest["error"] = f"exit {err.exit_code}: {err}"
+        self.manifest["error"] = (f"exit {err.exit_code}: {err}" if isinstance(err, UserError)
+                                  else f"exit 1 (a bug): {type(err).__name__}: {err}")
         try:
             self._write_manifest()
         except UserError as also:
@@ -396,10 +397,10 @@ class RunDir:
 
     @contextlib.contextmanager
     def failing_records(self, log: Callable[[str], None]) -> Iterator[None]:
-        """A user error inside the block is recorded (``fail``) before it ends the job."""
+        """An error inside the block is recorded (``fail``) before it ends the job."""
         try:
             yield
-        except UserError as err:
+        except Exception as err:
             problem = self.fail(err)
             if problem is not None:
                 log(problem)
