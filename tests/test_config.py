@@ -146,8 +146,21 @@ def test_help_lists_every_setting_and_exit_code() -> None:
     assert result.returncode == 0
     for f in config.settings():
         assert config.flag_name(f) in result.stdout and f.metadata["env"] in result.stdout
-    for code in ("2 ", "3 ", "4 ", "143"):
+    for code in ("2 ", "3 ", "4 ", "8 ", "143"):
         assert code in result.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "inspect", "eval", "lineage", "report"])
+def test_each_command_help_lists_exactly_its_own_exit_codes(command: str) -> None:
+    from warmstart import cli, errors
+
+    result = warmstart(command, "--help")
+    assert result.returncode == 0
+    listed = result.stdout.split("\nexit codes:\n", 1)[1]
+    codes = {int(line.split()[0]) for line in listed.splitlines() if line.strip()}
+    assert codes == set(cli.COMMAND_EXIT_CODES[command]) <= set(errors.EXIT_CODES)
+    if command != "train":  # only training holds a run lock or diverges
+        assert not codes & {5, 8}
 
 
 def test_bad_variable_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -> None:

@@ -69,10 +69,11 @@ def test_command_prints_the_table_and_plots_a_panel_per_game(
     assert len(GAMES) == 5 and _png_size(plot) == (1500, 720)
 
 
-def test_missing_volume_exits_4(tmp_path: Path) -> None:
-    done = warmstart("report", str(tmp_path / "nothing"))
-    assert done.returncode == 4
-    assert done.stderr.count("\n") == 1 and "no such folder" in done.stderr
+@pytest.mark.parametrize("command", ["report", "lineage", "inspect", "eval"])
+def test_missing_path_exits_3_for_every_reading_command(tmp_path: Path, command: str) -> None:
+    done = warmstart(command, str(tmp_path / "nothing"))
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("\n") == 1 and str(tmp_path / "nothing") in done.stderr
 
 
 def _mutations(text: bytes, rng: random.Random) -> list[bytes]:

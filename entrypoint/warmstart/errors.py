@@ -74,7 +74,7 @@ EXIT_CODES: dict[int, str] = {
     DeviceError.exit_code: "a GPU is present but torch cannot use it (driver too old)",
     TrainingDivergedError.exit_code: "training diverged (a NaN or infinite loss or weight); "
                                      "nothing non-finite was written",
-    EXIT_SIGINT: "stopped by SIGINT after a final snapshot",
-    EXIT_SIGTERM: "stopped by SIGTERM after a final snapshot",
+    EXIT_SIGINT: "stopped by SIGINT (training: after a final snapshot)",
+    EXIT_SIGTERM: "stopped by SIGTERM (training: after a final snapshot)",
 }
 """Every exit code a user can meet, and its meaning; 1 is a bug (with a traceback)."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint.run import MANIFEST, PROGRESS, read_manifest, read_progress, steps_done
-from ..errors import VolumeError
+from ..errors import SnapshotError
 from .lineage import EVAL_SCORE, SCORE, read_run, score_curve
 from .table import text_table
 
@@ -143,7 +143,8 @@ def scan(ckpt_dir: Path, abandoned_after_s: float, *, now: float | None = None) 
     """Every run folder directly under ``ckpt_dir`` (our runs and rlpyt's), sorted by game,
     seed and name: a sweep's runs of one game stand together."""
     if not ckpt_dir.is_dir():
-        raise VolumeError(f"{ckpt_dir}: no such folder; give the checkpoint volume (CKPT_DIR).")
+        raise SnapshotError(f"{ckpt_dir}: no such folder; give the checkpoint volume "
+                            "(CKPT_DIR).")
     now = time.time() if now is None else now
     rows = []
     for path in ckpt_dir.iterdir():
