@@ -8,7 +8,6 @@ line with the exit code the README documents. Anything else is a bug and keeps i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import sys
@@ -19,7 +18,7 @@ from . import __version__, config, errors, runtime_dirs, sweep
 from .config import EVAL_EPSILON, MAX_EPISODE_STEPS
 from .console import guarded_output
 from .errors import UserError
-from .signals import Interrupted, raising_on_stop
+from .signals import Interrupted, raising_on_stop, say_stopped
 
 COMMANDS = ("train", "inspect", "eval", "lineage", "report")
 ABANDONED_AFTER_MINUTES = 60.0
@@ -270,9 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             with guarded_output():
                 return _run(list(sys.argv[1:] if argv is None else argv))
     except Interrupted as stop:  # training's own handlers stop it with a snapshot instead
-        with contextlib.suppress(OSError, ValueError):
-            print(f"warmstart: stopped by {stop.name}", file=sys.stderr, flush=True)
-        return stop.exit_code
+        return say_stopped(stop)
 
 
 def _run(args_list: list[str]) -> int:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -37,11 +39,30 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def install() -> dict[int, Any]:
+    """From now on SIGINT and SIGTERM raise ``Interrupted``; returns the handlers replaced.
+
+    A signal the process was started ignoring (SIGINT under ``nohup`` or a shell's ``&``)
+    stays ignored, as Python's own default leaves it."""
+    previous = {}
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, _raise)
+    return previous
+
+
 @contextlib.contextmanager
 def raising_on_stop() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise ``Interrupted``. The old handlers return
     when the block ends normally; after a signal, further ones stay ignored until the exit."""
-    previous = {signum: signal.signal(signum, _raise) for signum in STOP_SIGNALS}
+    previous = install()
     yield
     for signum, handler in previous.items():
         signal.signal(signum, handler)
+
+
+def say_stopped(stop: Interrupted) -> int:
+    """The one line on stderr (dropped if stderr is gone); returns the exit code."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"warmstart: stopped by {stop.name}", file=sys.stderr, flush=True)
+    return stop.exit_code
