@@ -26,13 +26,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..checkpoint.run import MANIFEST, PROGRESS, read_manifest, read_progress, steps_done
 from ..errors import SnapshotError
+from .curve import SHORT_SERIES
 from .lineage import EVAL_SCORE, SCORE, read_run, score_curve
 from .table import text_table
 
+if TYPE_CHECKING:  # matplotlib is optional: imported only where a plot is drawn
+    from matplotlib.figure import Figure
+
+LEGEND_ROWS = 20
+"""A panel's legend takes another column per this many runs."""
 STOPPED = "stopped by a signal"
 DAMAGED = "manifest unreadable"
 FAILED = "failed"
@@ -193,8 +199,10 @@ def table(rows: list[RunRow]) -> str:
     return text_table(lines) + "\n" + summary
 
 
-def render_plot(rows: list[RunRow], title: str) -> bytes:
-    """PNG bytes: one panel per game with every run's training score curve."""
+def plot_figure(rows: list[RunRow], title: str) -> Figure:
+    """One panel per game with every run's training score curve; the legend names every run
+    of its panel (one without finished games as such), and a short series gets a marker on
+    each point, so a run with one log point shows."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter
@@ -209,11 +217,14 @@ def render_plot(rows: list[RunRow], title: str) -> bytes:
     figure.suptitle(title)
     for i, (game, runs) in enumerate(sorted(by_game.items())):
         axes = figure.add_subplot(lines, columns, i + 1)
-        drawn = [run for run in runs if run.train_curve]
-        for run in drawn:
-            axes.plot(*zip(*run.train_curve, strict=True), linewidth=1, alpha=0.8,
-                      label=run.name)
-        if not drawn:
+        for run in runs:
+            if run.train_curve:
+                marker = "o" if len(run.train_curve) <= SHORT_SERIES else None
+                axes.plot(*zip(*run.train_curve, strict=True), linewidth=1, alpha=0.8,
+                          marker=marker, markersize=3, label=run.name)
+            else:  # in the legend too, so that no run of the panel goes unmentioned
+                axes.plot([], [], linestyle="none", label=f"{run.name}: no finished games")
+        if not any(run.train_curve for run in runs):
             axes.text(0.5, 0.5, "no finished games logged yet", transform=axes.transAxes,
                       ha="center", va="center", color="grey")
         axes.set_title(f"{game} ({len(runs)} run{'s' if len(runs) != 1 else ''})")
@@ -221,10 +232,15 @@ def render_plot(rows: list[RunRow], title: str) -> bytes:
         axes.set_xlabel("env steps done")
         axes.set_ylabel("game score")
         axes.grid(alpha=0.3)
-        if 0 < len(drawn) <= 12:
-            axes.legend(fontsize=7, loc="best")
+        axes.legend(fontsize=7 if len(runs) <= 12 else 5, loc="best",
+                    ncol=math.ceil(len(runs) / LEGEND_ROWS))
+    return figure
+
+
+def render_plot(rows: list[RunRow], title: str) -> bytes:
+    """The PNG bytes of ``plot_figure``."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    plot_figure(rows, title).savefig(buffer, format="png")
     return buffer.getvalue()
 
 
