@@ -134,9 +134,9 @@ def _report_parser(sub: argparse._SubParsersAction) -> None:
                     "finished, stopped by a signal, abandoned (the manifest says running "
                     "but was not written for --abandoned-after minutes: the trainer was "
                     "killed and nothing resumed it), or failed (a start ended on an error; "
-                    "the error's line is printed under the table). A damaged file gets one line on stderr "
-                    "and its run a row with what could be read. Exits 3 if the folder is "
-                    "missing, as inspect and lineage do.")
+                    "the error's line is printed under the table). A damaged file gets one "
+                    "line on stderr and its run a row with what could be read. Exits 3 if the "
+                    "folder is missing, as inspect and lineage do.")
     parser.add_argument("path", type=Path, nargs="?",
                         help="the checkpoint volume [default: CKPT_DIR]")
     parser.add_argument("--plot", type=Path, metavar="PNG",
