@@ -42,7 +42,8 @@ LEGEND_ROWS = 20
 STOPPED = "stopped by a signal"
 DAMAGED = "manifest unreadable"
 FAILED = "failed"
-STATUS_ORDER = ("running", STOPPED, "abandoned", FAILED, "finished", DAMAGED, "rlpyt run", "no manifest")
+STATUS_ORDER = ("running", STOPPED, "abandoned", FAILED, "finished", DAMAGED, "rlpyt run",
+                "no manifest")
 
 
 @dataclass
