@@ -140,3 +140,15 @@ def test_failed_atomic_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -
     with pytest.raises(VolumeError, match="params.pkl: write failed"):
         atomic.write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("params.pkl", "the previous snapshot is intact"),
+    ("curve.png", "an earlier curve.png is intact"),
+    ("game.mp4", "an earlier game.mp4 is intact"),
+])
+def test_full_disk_line_names_what_was_kept(tmp_path: Path, name: str, says: str) -> None:
+    import errno
+
+    err = atomic.volume_error(tmp_path / name, OSError(errno.ENOSPC, "No space left on device"))
+    assert says in str(err) and (name.endswith(".pkl") or "snapshot" not in str(err))

@@ -74,14 +74,27 @@ def test_unknown_game_ids_get_a_did_you_mean(game_id: str, hint: str) -> None:
 
 
 @pytest.mark.parametrize(("env", "value", "allowed"), [
-    ("STEPS", "0", "an integer >= 1"),
-    ("STEPS", "-5", "an integer >= 1"),
-    ("STEPS", "lots", "an integer >= 1"),
+    ("STEPS", "0", "an integer from 1 to 1_000_000_000_000"),
+    ("STEPS", "-5", "an integer from 1 to"),
+    ("STEPS", "lots", "an integer from 1 to"),
     ("REPLAY_SIZE", "1.5e3x", "an integer"),
     ("BATCH_SIZE", "32.5", "an integer"),
-    ("STEPS", "1.5e0", "an integer >= 1"),
-    ("STEPS", "1e400", "an integer >= 1"),
-    ("LR", "fast", "a number >= 0"),
+    ("STEPS", "1.5e0", "an integer from 1 to"),
+    ("STEPS", "1e400", "an integer from 1 to"),
+    ("STEPS", "1e99", "an integer from 1 to"),
+    ("STEPS", "1000000000000.0000001", "an integer from 1 to"),
+    ("SEED", str(2**64), "an integer from 0 to 4_294_967_294"),
+    ("SEED", str(2**32 - 1), "an integer from 0 to 4_294_967_294"),
+    ("REPLAY_RATIO", "inf", "a number from 0 to 1024"),
+    ("REPLAY_RATIO", "nan", "a number from 0 to 1024"),
+    ("LR", "fast", "a finite number >= 0"),
+    ("LR", "inf", "a finite number >= 0"),
+    ("LR", "-inf", "a finite number >= 0"),
+    ("DISCOUNT", "2", "a number from 0 to 1"),
+    ("EPS_FINAL", "5", "a number from 0 to 1"),
+    ("EPS_FINAL", "-0.1", "a number from 0 to 1"),
+    ("TORCH_THREADS", "1e20", "an integer from 0 to 1024"),
+    ("RUN_NAME", "x" * 201, "letters, digits"),
     ("DOUBLE_DQN", "maybe", "1/0, true/false"),
     ("DEVICE", "tpu", "one of auto, cpu, cuda"),
     ("SNAPSHOT_MODE", "sometimes", "one of last, all, gap, last+gap"),
@@ -92,6 +105,23 @@ def test_bad_value_names_variable_value_and_allowed(env: str, value: str, allowe
         config.load({env: value})
     message = str(err.value)
     assert message.startswith(f"{env}={value!r}") and allowed in message
+
+
+@pytest.mark.parametrize(("env", "value", "parsed"), [
+    ("STEPS", "1e6", 1_000_000), ("STEPS", "50_000", 50_000), ("STEPS", "1e12", 10**12),
+    ("STEPS", "2.5e3", 2500), ("SEED", str(2**32 - 2), 2**32 - 2), ("DISCOUNT", "1", 1.0),
+    ("EPS_FINAL", "0", 0.0), ("LR", "1e30", 1e30),
+])
+def test_values_at_the_edges_of_their_ranges_parse_exactly(env: str, value: str,
+                                                           parsed: float) -> None:
+    loaded = config.load({env: value}).as_dict()[env]
+    assert loaded == parsed and type(loaded) is type(parsed)
+
+
+def test_derived_updates_per_iteration_are_bounded() -> None:
+    assert config.load({"REPLAY_RATIO": "1024", "BATCH_SIZE": "4"}).replay_ratio == 1024
+    with pytest.raises(ConfigError, match=r"^REPLAY_RATIO=1024 with BATCH_SIZE=1 makes 4096 "):
+        config.load({"REPLAY_RATIO": "1024", "BATCH_SIZE": "1"})
 
 
 def test_unknown_game_suggests_close_names() -> None:
@@ -116,15 +146,29 @@ def test_help_lists_every_setting_and_exit_code() -> None:
     assert result.returncode == 0
     for f in config.settings():
         assert config.flag_name(f) in result.stdout and f.metadata["env"] in result.stdout
-    for code in ("2 ", "3 ", "4 ", "143"):
+    for code in ("2 ", "3 ", "4 ", "8 ", "143"):
         assert code in result.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "inspect", "eval", "lineage", "report"])
+def test_each_command_help_lists_exactly_its_own_exit_codes(command: str) -> None:
+    from warmstart import cli, errors
+
+    result = warmstart(command, "--help")
+    assert result.returncode == 0
+    listed = result.stdout.split("\nexit codes:\n", 1)[1]
+    codes = {int(line.split()[0]) for line in listed.splitlines() if line.strip()}
+    assert codes == set(cli.COMMAND_EXIT_CODES[command]) <= set(errors.EXIT_CODES)
+    if command != "train":  # only training holds a run lock or diverges
+        assert not codes & {5, 8}
 
 
 def test_bad_variable_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
     result = warmstart(CKPT_DIR=str(tmp_path), STEPS="0")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "warmstart: error: STEPS='0' is not valid: expected an integer >= 1."]
+        ("warmstart: error: STEPS='0' is not valid: expected an integer from 1 to "
+         "1_000_000_000_000.")]
     assert list(tmp_path.iterdir()) == []
 
 

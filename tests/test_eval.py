@@ -120,6 +120,14 @@ def test_eval_video_into_a_missing_folder_exits_2(rlpyt_snapshot: Path, tmp_path
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
+@pytest.mark.parametrize("name", ["v.avi", "v.mkv", "video"])
+def test_eval_video_of_another_container_exits_2(rlpyt_snapshot: Path, tmp_path: Path,
+                                                 name: str) -> None:
+    result = warmstart("eval", str(rlpyt_snapshot), "--video", str(tmp_path / name))
+    assert result.returncode == 2 and ".mp4 (H.264) or .gif" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
 @pytest.fixture(scope="module")
 def lineage_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cold start, then a warm start from it, both evaluating every 200 steps."""

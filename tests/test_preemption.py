@@ -321,6 +321,10 @@ def test_disk_full_mid_run_fails_cleanly_keeping_previous(tmp_path: Path) -> Non
     assert hashlib.sha256(previous.read_bytes()).hexdigest() == before
     assert not (tmp_path / "run_1" / "params.pkl").exists()
     assert not [p for p in (tmp_path / "run_1").iterdir() if TEMP_MARKER in p.name]
+    manifest = json.loads((tmp_path / "run_1" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["error"].startswith("exit 4: ")
+    report = warmstart("report", str(tmp_path))
+    assert "run_1 failed: exit 4: " in report.stdout and "1 failed" in report.stdout
 
 
 def test_corrupt_newest_falls_back_to_older_good_one(tmp_path: Path) -> None:

@@ -69,10 +69,11 @@ def test_command_prints_the_table_and_plots_a_panel_per_game(
     assert len(GAMES) == 5 and _png_size(plot) == (1500, 720)
 
 
-def test_missing_volume_exits_4(tmp_path: Path) -> None:
-    done = warmstart("report", str(tmp_path / "nothing"))
-    assert done.returncode == 4
-    assert done.stderr.count("\n") == 1 and "no such folder" in done.stderr
+@pytest.mark.parametrize("command", ["report", "lineage", "inspect", "eval"])
+def test_missing_path_exits_3_for_every_reading_command(tmp_path: Path, command: str) -> None:
+    done = warmstart(command, str(tmp_path / "nothing"))
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("\n") == 1 and str(tmp_path / "nothing") in done.stderr
 
 
 def _mutations(text: bytes, rng: random.Random) -> list[bytes]:
@@ -125,3 +126,21 @@ def test_an_rlpyt_run_folder(rlpyt_run_dir: Path) -> None:
     rows = report.scan(rlpyt_run_dir, 3600)
     assert [(row.name, row.status) for row in rows] == [("pong_example1", "rlpyt run")]
     assert rows[0].reached == 10_000 and rows[0].problems == []  # itr 2499: 10,000 steps done
+
+
+def test_plot_marks_single_points_and_names_every_run_in_its_legend(tmp_path: Path) -> None:
+    """A run with one log point is a visible marker; a panel's legend lists each of its runs,
+    those without finished games and those past a dozen included."""
+    rows = [report.RunRow(tmp_path / "one", game="pong", train_curve=[(10_000, -20.0)]),
+            report.RunRow(tmp_path / "none", game="pong")]
+    rows += [report.RunRow(tmp_path / f"many_{i:02d}", game="pong",
+                           train_curve=[(s * 1000, float(i)) for s in range(1, 4)])
+             for i in range(14)]
+    figure = report.plot_figure(rows, "t")
+    (axes,) = figure.axes
+    labels = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert len(labels) == len(rows) and "none: no finished games" in labels
+    single = next(line for line in axes.get_lines() if line.get_label() == "one")
+    assert single.get_marker() == "o" and len(single.get_xdata()) == 1
+    png = report.render_plot(rows, "t")
+    assert png.startswith(b"\x89PNG") and png.endswith(b"IEND\xaeB`\x82")

@@ -10,6 +10,7 @@ variable, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import difflib
 import math
 import os
@@ -67,6 +68,18 @@ def updates_per_iteration(replay_ratio: float, sampler_batch_size: int, batch_si
     return max(1, round(replay_ratio * sampler_batch_size / batch_size))
 
 
+MAX_STEPS = 10**12
+"""Upper bound of every count of env steps: 250 times rlpyt's longest Atari runs (200 million
+frames = 50 million steps), far below where a float or a step counter loses precision."""
+SEED_MAX = 2**32 - 2
+"""rlpyt seeds numpy's legacy generator (which takes 0..2**32 - 1) with SEED and its sampler
+with SEED + 1, so this is the largest seed every generator of both engines takes."""
+MAX_UPDATES_PER_ITERATION = 1024
+"""``updates_per_iteration`` above this is a typo, not a replay ratio (rlpyt's is 1 or 2)."""
+MAX_BATCH_T = 10_000
+MAX_BATCH_B = 1024
+"""Sampler shapes far beyond rlpyt's Atari configs (T <= 8, B <= 16) but still allocatable."""
+
 COLD_MIN_STEPS_LEARN = 50_000
 WARM_MIN_STEPS_LEARN = 1_000
 
@@ -78,10 +91,12 @@ MAX_EPISODE_STEPS = 27_000
 
 
 def _setting(env: str, default: Any, help: str, *, choices: tuple[str, ...] = (),
-             minimum: float | None = None, kind: str = "") -> Any:
-    """A dataclass field that knows its environment variable, limits and help line."""
+             minimum: float | None = None, maximum: float | None = None, kind: str = "") -> Any:
+    """A dataclass field that knows its environment variable, limits and help line. Numbers
+    are always finite; ``minimum`` and ``maximum`` bound them, both included."""
     return field(default=default, metadata={
-        "env": env, "help": help, "choices": choices, "minimum": minimum, "kind": kind})
+        "env": env, "help": help, "choices": choices, "minimum": minimum, "maximum": maximum,
+        "kind": kind})
 
 
 @dataclass(frozen=True)
@@ -102,7 +117,8 @@ class Config:
         "Env steps the warm-start snapshot's lineage really trained, when you know it better than "
         "its counters (e.g. the sum of a chain of rlpyt runs' steps): the new run's cum_steps, "
         "epsilon and beta continue from it. Unset: the snapshot's cum_steps, or an estimate from "
-        "its optimizer's update count when rlpyt's warm start reset them.", minimum=0)
+        "its optimizer's update count when rlpyt's warm start reset them.", minimum=0,
+        maximum=MAX_STEPS)
     run_name: str | None = _setting(
         "RUN_NAME", None,
         "Name of this job's run folder. Set it (e.g. to the Kubernetes Job name) so a restarted "
@@ -111,7 +127,7 @@ class Config:
         "LOCK_WAIT", 180,
         "Seconds to wait for another trainer still writing this run (a replaced pod writing "
         "its final snapshot) before exiting 5; longer than the manifests' 120 s grace period.",
-        minimum=0)
+        minimum=0, maximum=86_400)
     game: str = _setting(
         "GAME", "pong", "Atari game, rlpyt's snake_case name; a gym, gymnasium or ALE id "
         "(PongNoFrameskip-v4, ALE/Pong-v5) is read as that name, said in the log.", kind="game")
@@ -120,20 +136,20 @@ class Config:
         "Env steps this run trains from its start (rounded up to whole sampler iterations of "
         "BATCH_T x BATCH_B steps). "
         "Re-run a RUN_NAME run with a larger STEPS to extend it to the new total; a smaller one "
-        "never shortens it.", minimum=1)
+        "never shortens it.", minimum=1, maximum=MAX_STEPS)
     batch_t: int | None = _setting(
         "BATCH_T", None,
         "Time steps per sampler iteration (rlpyt's batch_T). Unset: a warm start keeps its "
         "lineage's (recorded beside the snapshot, else cum_steps / itr), a cold start uses 4 "
         "(rlpyt example 1). Another than the lineage's converts its counters: cum_steps "
-        "continues, itr counts the new iterations.", minimum=1)
+        "continues, itr counts the new iterations.", minimum=1, maximum=MAX_BATCH_T)
     batch_b: int | None = _setting(
         "BATCH_B", None,
         "Environments stepped together per sampler iteration (rlpyt's batch_B), each with its "
         "own replay stream. Unset: a warm start keeps its lineage's, a cold start uses 1.",
-        minimum=1)
+        minimum=1, maximum=MAX_BATCH_B)
     seed: int = _setting("SEED", 0, "Seeds torch, numpy, the emulator and the start no-ops.",
-                         minimum=0)
+                         minimum=0, maximum=SEED_MAX)
     device: str = _setting("DEVICE", "auto", "Where the network runs; auto picks cuda when present.",
                            choices=("auto", "cpu", "cuda"))
     engine: str = _setting(
@@ -145,15 +161,16 @@ class Config:
         "gap = itr_N.pkl every SNAPSHOT_EVERY steps; last+gap = both.",
         choices=("last", "all", "gap", "last+gap"))
     snapshot_every: int = _setting(
-        "SNAPSHOT_EVERY", 100_000, "Env steps between itr_N.pkl files in the gap modes.", minimum=1)
+        "SNAPSHOT_EVERY", 100_000, "Env steps between itr_N.pkl files in the gap modes.", minimum=1,
+        maximum=MAX_STEPS)
     log_every: int = _setting(
         "LOG_EVERY", 10_000,
         "Env steps between log points (a progress.csv row, and params.pkl in the last modes).",
-        minimum=1)
+        minimum=1, maximum=MAX_STEPS)
     keep_snapshots: int = _setting(
         "KEEP_SNAPSHOTS", 0,
         "Keep only the newest N itr_N.pkl files of a run (never the one it started from); "
-        "0 keeps all.", minimum=0)
+        "0 keeps all.", minimum=0, maximum=1_000_000)
     resume_state: str = _setting(
         "RESUME_STATE", "off",
         "full = each snapshot also saves resume-itr_N.npz beside it (replay, RNG, emulator and "
@@ -164,7 +181,7 @@ class Config:
         "TORCH_THREADS", 0,
         "torch intra-op threads; 0 = every CPU the process may use (its affinity, capped by a "
         "container's CPU quota). More than those is honoured, with a warning in the log.",
-        minimum=0)
+        minimum=0, maximum=1024)
     deterministic: bool = _setting(
         "DETERMINISTIC", False,
         "Make torch pick deterministic kernels (use_deterministic_algorithms, cuDNN "
@@ -174,38 +191,44 @@ class Config:
         "LR", None,
         "Adam learning rate. Unset: a warm start keeps the snapshot's lr, a cold start uses 2.5e-4.",
         minimum=0.0)
-    batch_size: int = _setting("BATCH_SIZE", 32, "Minibatch size of each DQN update.", minimum=1)
+    batch_size: int = _setting("BATCH_SIZE", 32, "Minibatch size of each DQN update.", minimum=1,
+                               maximum=65_536)
     replay_size: int = _setting(
         "REPLAY_SIZE", 1_000_000, "Replay capacity in transitions (about 8.4 KB each).",
-        minimum=100)
+        minimum=100, maximum=1_000_000_000)
     min_steps_learn: int | None = _setting(
         "MIN_STEPS_LEARN", None,
         f"Fresh env steps before updates start. Unset: {COLD_MIN_STEPS_LEARN} cold (rlpyt), "
-        f"{WARM_MIN_STEPS_LEARN} warm (the replay restarts empty).", minimum=0)
+        f"{WARM_MIN_STEPS_LEARN} warm (the replay restarts empty).", minimum=0, maximum=MAX_STEPS)
     replay_ratio: float = _setting(
         "REPLAY_RATIO", 8.0, "Samples trained per env step: updates/iteration = "
-        "max(1, round(REPLAY_RATIO * BATCH_T * BATCH_B / BATCH_SIZE)).", minimum=0.0)
+        "max(1, round(REPLAY_RATIO * BATCH_T * BATCH_B / BATCH_SIZE)).", minimum=0.0, maximum=1024.0)
     target_update_interval: int = _setting(
-        "TARGET_UPDATE_INTERVAL", 312, "Updates between target-network copies.", minimum=1)
-    n_step_return: int = _setting("N_STEP_RETURN", 1, "n of the n-step return.", minimum=1)
+        "TARGET_UPDATE_INTERVAL", 312, "Updates between target-network copies.", minimum=1,
+        maximum=MAX_STEPS)
+    n_step_return: int = _setting("N_STEP_RETURN", 1, "n of the n-step return.", minimum=1,
+                                  maximum=100)
     clip_grad_norm: float = _setting(
         "CLIP_GRAD_NORM", 10.0, "Gradients are clipped to this global norm before each update "
-        "(rlpyt's clip_grad_norm).", minimum=0.0)
+        "(rlpyt's clip_grad_norm).", minimum=0.0, maximum=1e12)
     double_dqn: bool = _setting("DOUBLE_DQN", False, "Double DQN targets.")
     dueling: bool = _setting("DUELING", False, "Dueling head (must match the snapshot).")
     prioritized_replay: bool = _setting(
         "PRIORITIZED_REPLAY", False, "Proportional prioritized replay (alpha 0.6, beta 0.4 -> 1).")
-    eps_final: float = _setting("EPS_FINAL", 0.01, "Final exploration epsilon.", minimum=0.0)
+    eps_final: float = _setting("EPS_FINAL", 0.01, "Final exploration epsilon.", minimum=0.0,
+                                maximum=1.0)
     eps_steps: int = _setting(
-        "EPS_STEPS", 1_000_000, "cum_steps at which epsilon reaches EPS_FINAL.", minimum=1)
-    discount: float = _setting("DISCOUNT", 0.99, "Discount factor gamma.", minimum=0.0)
+        "EPS_STEPS", 1_000_000, "cum_steps at which epsilon reaches EPS_FINAL.", minimum=1,
+        maximum=MAX_STEPS)
+    discount: float = _setting("DISCOUNT", 0.99, "Discount factor gamma.", minimum=0.0, maximum=1.0)
     eval_every: int = _setting(
         "EVAL_EVERY", 0,
         "Env steps between evaluations: EVAL_EPISODES whole games at epsilon 0.001, played at "
         "the first log point past each multiple and at the end, logged as Eval/... in "
-        "progress.csv; 0 = off.", minimum=0)
+        "progress.csv; 0 = off.", minimum=0, maximum=MAX_STEPS)
     eval_episodes: int = _setting(
-        "EVAL_EPISODES", 10, "Games per evaluation, here and in `warmstart eval`.", minimum=1)
+        "EVAL_EPISODES", 10, "Games per evaluation, here and in `warmstart eval`.", minimum=1,
+        maximum=100_000)
 
     # the settings the user gave (flag or environment), by variable name; not a setting itself
     given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -256,10 +279,18 @@ def allowed_text(f: dataclasses.Field) -> str:
         return "a path"
     if kind is str:
         return "a name of letters, digits, '-', '_' and '.'"
-    noun = "an integer" if kind is int else "a number"
-    if meta["minimum"] is not None:
-        noun += f" >= {meta['minimum']:g}" if kind is float else f" >= {int(meta['minimum'])}"
-    return noun
+    if kind is int:
+        low, high = meta["minimum"], meta["maximum"]
+        noun = "a whole number" if low is None else f"an integer from {_digits(low)}"
+        return noun + (f" to {_digits(high)}" if high is not None else "")
+    if meta["maximum"] is not None:
+        return f"a number from {meta['minimum']:g} to {meta['maximum']:g}"
+    return f"a finite number >= {meta['minimum']:g}"
+
+
+def _digits(value: float) -> str:
+    """An integer as a user may type it back: ``1_000_000`` for long ones (the parser takes it)."""
+    return f"{int(value):_}" if value >= 10_000 else str(int(value))
 
 
 def _base_type(f: dataclasses.Field) -> type:
@@ -269,14 +300,29 @@ def _base_type(f: dataclasses.Field) -> type:
 
 
 def _parse_int(text: str) -> int:
-    """Integers, also written as rlpyt users do (``1e6``, ``50_000``) when the value is whole."""
+    """Integers, also written as rlpyt users do (``1e6``, ``50_000``) when the decimal value is
+    exactly whole: read as a decimal, never rounded through a float (``1e99`` is 10**99, which
+    the range check then refuses, not a float near it; ``1.0000000000000001`` is not whole)."""
     try:
         return int(text.replace("_", ""))
     except ValueError:
-        value = float(text)
-        if not value.is_integer():
-            raise
-        return int(value)
+        pass
+    try:
+        value = decimal.Decimal(text.replace("_", ""))
+    except decimal.InvalidOperation:
+        raise ValueError(text) from None
+    # far past every maximum: refused before int() would spell out a huge power of ten
+    if not value.is_finite() or value.adjusted() > 30 or value != value.to_integral_value():
+        raise ValueError(text)
+    return int(value)
+
+
+def _parse_float(text: str) -> float:
+    """A finite float: ``inf`` and ``nan`` are never a setting's value."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 
 
 def _parse_bool(text: str) -> bool:
@@ -288,14 +334,25 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(text)
 
 
+NAME_MAX = 200
+"""Longest RUN_NAME: a folder name, which file systems cap at 255 bytes."""
+
+
 def _parse_name(text: str) -> str:
-    if not text or not all(c.isalnum() or c in "-_." for c in text) or text.startswith("."):
+    if (not text or not all(c.isalnum() or c in "-_." for c in text) or text.startswith(".")
+            or len(text.encode("utf-8", "surrogateescape")) > NAME_MAX):
         raise ValueError(text)
     return text
 
 
+def _parse_path(text: str) -> Path:
+    if "\0" in text:  # no file name holds one; os calls would raise on it
+        raise ValueError(text)
+    return Path(text)
+
+
 _PARSERS: dict[type, Callable[[str], Any]] = {
-    int: _parse_int, float: float, bool: _parse_bool, Path: Path, str: _parse_name}
+    int: _parse_int, float: _parse_float, bool: _parse_bool, Path: _parse_path, str: _parse_name}
 
 
 def _parse_game(raw: str, log: Callable[[str], None]) -> str:
@@ -323,8 +380,8 @@ def _parse_value(f: dataclasses.Field, raw: str, log: Callable[[str], None]) -> 
         value = _PARSERS[_base_type(f)](raw.strip())
     except (ValueError, OverflowError):
         raise bad from None
-    minimum = f.metadata["minimum"]
-    if minimum is not None and (value < minimum or (isinstance(value, float) and math.isnan(value))):
+    minimum, maximum = f.metadata["minimum"], f.metadata["maximum"]
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise bad
     return value
 
@@ -353,7 +410,23 @@ def load(environ: Mapping[str, str], overrides: Mapping[str, str] | None = None,
         if raw is not None:
             values[f.name] = _parse_value(f, raw, log)
     given = frozenset(f.metadata["env"] for f in settings() if f.name in values)
-    return Config(**values, given=given)
+    config = Config(**values, given=given)
+    check_derived(config, SamplerShape(config.batch_t or EXAMPLE_1.batch_T,
+                                       config.batch_b or EXAMPLE_1.batch_B))
+    return config
+
+
+def check_derived(config: Config, shape: SamplerShape) -> None:
+    """Values computed from several settings, checked with them before anything is written:
+    at load time in the shape the settings name, again once a warm start knows its lineage's."""
+    updates = updates_per_iteration(config.replay_ratio, shape.steps_per_itr,
+                                    config.batch_size)
+    if updates > MAX_UPDATES_PER_ITERATION:
+        raise ConfigError(
+            f"REPLAY_RATIO={config.replay_ratio:g} with BATCH_SIZE={config.batch_size} makes "
+            f"{updates} updates per {shape.steps_per_itr}-step iteration "
+            f"({shape.batch_T} x {shape.batch_B}); at most {MAX_UPDATES_PER_ITERATION} are "
+            "allowed (rlpyt's defaults make 1 or 2). Lower REPLAY_RATIO or raise BATCH_SIZE.")
 
 
 def from_environment(overrides: Mapping[str, str] | None = None, *,

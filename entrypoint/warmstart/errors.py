@@ -56,8 +56,17 @@ class RunRecordError(UserError):
     exit_code = 7
 
 
+class TrainingDivergedError(UserError):
+    """A loss or a weight became NaN or infinite (exit 8): training stopped before writing it,
+    so the volume's last snapshot is the last finite one. Retrying repeats the same arithmetic;
+    a smaller LR (or another start snapshot) is what helps."""
+
+    exit_code = 8
+
+
 RETRY_CANNOT_HELP: tuple[type[UserError], ...] = (ConfigError, SnapshotError, VolumeError,
-                                                 DeviceError, RunRecordError)
+                                                 DeviceError, RunRecordError,
+                                                 TrainingDivergedError)
 """Errors a restart of the same pod cannot fix: the Kubernetes Jobs' ``podFailurePolicy`` fails
 the Job at once on their exit codes (tests/test_k8s.py holds the manifests to this tuple).
 RunLockedError is not among them: the other trainer goes away."""
@@ -73,7 +82,9 @@ EXIT_CODES: dict[int, str] = {
     RunLockedError.exit_code: "another trainer holds the run folder (retry later)",
     DeviceError.exit_code: "a GPU is present but torch cannot use it (driver too old)",
     RunRecordError.exit_code: "the run folder's records are damaged or not this trainer's",
-    EXIT_SIGINT: "stopped by SIGINT after a final snapshot",
-    EXIT_SIGTERM: "stopped by SIGTERM after a final snapshot",
+    TrainingDivergedError.exit_code: "training diverged (a NaN or infinite loss or weight); "
+                                     "nothing non-finite was written",
+    EXIT_SIGINT: "stopped by SIGINT (training: after a final snapshot)",
+    EXIT_SIGTERM: "stopped by SIGTERM (training: after a final snapshot)",
 }
 """Every exit code a user can meet, and its meaning; 1 is a bug (with a traceback)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import games
 from .checkpoint import discovery
@@ -22,15 +23,32 @@ from .checkpoint.run import counters
 from .config import Config
 from .errors import SnapshotError
 
+if TYPE_CHECKING:  # the engine imports torch: only once the command runs
+    from .engine.video import VideoWriter
+
 
 def run(path: Path, config: Config, *, game: str | None, epsilon: float, max_steps: int,
         video_path: Path | None, log: Callable[[str], None] = print) -> int:
     """Play ``config.eval_episodes`` games with the snapshot at ``path``; returns the exit code."""
-    from .engine.device import resolve_device
-    from .engine.play import play, q_network
-    from .engine.video import FPS, GIF_FRAME_MS, VideoWriter
+    from .engine.video import VideoWriter
 
     video = VideoWriter(video_path, log) if video_path is not None else None
+    try:
+        return _play(path, config, game=game, epsilon=epsilon, max_steps=max_steps, video=video,
+                     log=log)
+    except BaseException:  # a stop signal included: no temp video is left behind
+        if video is not None:
+            video.discard()
+        raise
+
+
+def _play(path: Path, config: Config, *, game: str | None, epsilon: float, max_steps: int,
+          video: VideoWriter | None, log: Callable[[str], None]) -> int:
+    """Load, check and play; then write the video."""
+    from .engine.device import resolve_device
+    from .engine.play import play, q_network
+    from .engine.video import FPS, GIF_FRAME_MS
+
     snapshot = discovery.snapshot_at(path, strict=config.strict_snapshots, log=log)
     game = game or recorded_game(snapshot.path) or config.game
     try:

@@ -21,6 +21,9 @@ from .config import Config
 from .errors import EXIT_SIGINT, EXIT_SIGTERM, ConfigError
 
 if TYPE_CHECKING:  # the engine package imports torch: only at run time, after config checks
+    import torch
+
+    from .checkpoint.start import StartPoint
     from .engine.loop import StopRequest
 
 EXIT_SIGNAL = {"SIGTERM": EXIT_SIGTERM, "SIGINT": EXIT_SIGINT}
@@ -93,14 +96,10 @@ def run(config: Config) -> int:
     # Past this point files get written; a file-size limit must fail a write, not kill us.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-    from .checkpoint.run import counters
     from .checkpoint.start import prepare
-    from .engine.device import make_deterministic, reproducibility, resolve_device
-    from .engine.loop import StopRequest, train
-    from .engine.native import NativeEngine
+    from .engine.device import resolve_device
+    from .engine.loop import StopRequest
     from .engine.replay import check_memory
-    from .engine.rlpyt_engine import RlpytEngine
-    from .reporting.curve import write_learning_curve
 
     # The last checks that need torch or the machine: still before anything is written.
     device = resolve_device(config)
@@ -111,6 +110,21 @@ def run(config: Config) -> int:
     if start is None:  # the run is at or past its target; prepare said which
         return 0
     config = start.config  # with the settings recorded beside the lineage's snapshot
+    run_dir = start.run
+    with run_dir.failing_records(log):  # a failure from here on is recorded in the manifest
+        return _train(config, engine_name, start, device, stop)
+
+
+def _train(config: Config, engine_name: str, start: StartPoint, device: torch.device,
+           stop: StopRequest) -> int:
+    """Build the engine, train, and record how the run ended; returns the exit code."""
+    from .checkpoint.run import counters
+    from .engine.device import make_deterministic, reproducibility
+    from .engine.loop import train
+    from .engine.native import NativeEngine
+    from .engine.rlpyt_engine import RlpytEngine
+    from .reporting.curve import write_learning_curve
+
     run_dir, snapshot = start.run, start.snapshot
     budget = run_dir.budget
     if start.resumed:

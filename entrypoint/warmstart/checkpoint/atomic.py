@@ -74,8 +74,13 @@ def write_text(path: Path, text: str) -> None:
 def volume_error(path: Path, err: OSError) -> VolumeError:
     """One line that says what went wrong with the volume and what to do about it."""
     if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return VolumeError(f"{path}: no space left on the checkpoint volume ({err.strerror}); "
-                           "free space or use a bigger volume; the previous snapshot is intact.")
+        if path.suffix == ".pkl":
+            return VolumeError(f"{path}: no space left on the checkpoint volume "
+                               f"({err.strerror}); free space or use a bigger volume; the "
+                               "previous snapshot is intact.")
+        return VolumeError(f"{path}: no space left ({err.strerror}); free space or write it "
+                           f"elsewhere; nothing partial was left, an earlier {path.name} is "
+                           "intact.")
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return VolumeError(
             f"{path}: cannot write ({err.strerror}); the checkpoint folder must be writable "

@@ -4,9 +4,10 @@ rlpyt's runs nest (``<prefix>/<date>/<name>/run_<id>/params.pkl``) and users cop
 so the whole tree is searched. "Newest" means most training: the optimizer's update count
 first (Adam's ``step``: it keeps counting across rlpyt's warm starts, which restart ``itr`` and
 ``cum_steps`` at 0), then ``cum_steps``, then the file's mtime (useless once a volume was
-copied, so the last resort). A file that cannot be read is named in the log and the next one is
-tried, unless strict mode asks to stop there. Given a game, snapshots whose folder records
-another game are passed over, in one log line.
+copied, so the last resort). A file that cannot be read, or whose weights hold NaN or infinity
+(a diverged run's: checked when the chosen file is loaded whole, not while ranking), is named
+in the log and the next one is tried, unless strict mode asks to stop there. Given a game,
+snapshots whose folder records another game are passed over, in one log line.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ when a kill came), so a file of another lineage is never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -19,14 +20,14 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import provenance
 from ..config import EXAMPLE_1, Config, SamplerShape
-from ..errors import RunLockedError, RunRecordError
+from ..errors import RunLockedError, RunRecordError, TrainingDivergedError, UserError
 from . import atomic, lock, resume_state, safe_read
 from . import snapshot as snap
 
@@ -408,6 +409,13 @@ class RunDir:
         if not files:
             return 0.0
         parts = state()
+        bad = snap.non_finite(model=parts["model"], target=parts["target"],
+                              optimizer=parts["optimizer"])
+        if bad is not None:
+            raise TrainingDivergedError(
+                f"training diverged: {bad} holds NaN or infinite values at itr {itr}; "
+                f"snapshot not written, {self.path}'s last snapshot is the last finite one. "
+                "Lower LR, or warm-start from another snapshot.")
         cum_steps = self.budget.cum_steps(itr)
         data = snap.to_bytes(itr=itr, cum_steps=cum_steps, model=parts["model"],
                              target=parts["target"], optimizer=parts["optimizer"])
@@ -534,8 +542,11 @@ class RunDir:
 
     def record_start(self, info: dict[str, Any]) -> None:
         """Note what this process runs with beyond the config (threads, device, determinism,
-        how it started): a manifest must name everything that decides the result."""
+        how it started): a manifest must name everything that decides the result. The run is
+        running again, whatever an earlier start recorded (stopped, failed)."""
         self.manifest.setdefault("starts", []).append({"started": _now()} | info)
+        self.manifest["status"] = "running"
+        self.manifest.pop("error", None)
         self._write_manifest()
 
     def set_target(self, target_itr: int, *, steps: int) -> None:
@@ -571,4 +582,30 @@ class RunDir:
     def mark(self, status: str) -> None:
         """Record how the run ended: ``finished`` (budget reached) or ``stopped`` (by a signal)."""
         self.manifest["status"] = status
+        self.manifest.pop("error", None)
         self._write_manifest()
+
+    def fail(self, err: Exception) -> str | None:
+        """Record that this start failed, and why (status ``failed``, ``error`` the line the
+        user saw; a bug's exception type and message), so ``report`` does not show the run as
+        running. Best effort: on a full disk even this small write may fail; that is returned
+        as a line for the log, never raised over the error that ended the run."""
+        self.manifest["status"] = "failed"
+        self.manifest["error"] = (f"exit {err.exit_code}: {err}" if isinstance(err, UserError)
+                                  else f"exit 1 (a bug): {type(err).__name__}: {err}")
+        try:
+            self._write_manifest()
+        except UserError as also:
+            return f"could not record the failure in {self.path / MANIFEST}: {also}"
+        return None
+
+    @contextlib.contextmanager
+    def failing_records(self, log: Callable[[str], None]) -> Iterator[None]:
+        """An error inside the block is recorded (``fail``) before it ends the job."""
+        try:
+            yield
+        except Exception as err:
+            problem = self.fail(err)
+            if problem is not None:
+                log(problem)
+            raise

@@ -20,6 +20,7 @@ import re
 import warnings
 import zipfile
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,12 @@ _DUELING_KEYS = _CONV_KEYS + (
 
 class UnsafeSnapshotError(SnapshotError):
     """A file that would execute code when unpickled: never skipped quietly, always refused."""
+
+
+class NonFiniteSnapshotError(SnapshotError):
+    """A snapshot whose weights or optimizer state hold NaN or infinity: what a diverged run
+    writes. Never a start point (its update count would make it every later job's choice);
+    discovery skips it like a damaged file, INIT_SNAPSHOT stops on it."""
 
 
 class NotASnapshotError(SnapshotError):
@@ -295,6 +302,28 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _tensors(value: Any, name: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in a nest of dicts and lists, with its dotted name."""
+    if isinstance(value, torch.Tensor):
+        yield name, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _tensors(item, f"{name}.{key}" if name else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _tensors(item, f"{name}.{i}")
+
+
+def non_finite(**parts: Any) -> str | None:
+    """The name of the first floating-point tensor in ``parts`` (state dicts, optimizer state)
+    that holds a NaN or an infinity; None when all are finite. One pass over the weights: a few
+    milliseconds for this model, paid once per snapshot read or written."""
+    for name, tensor in _tensors(parts, ""):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
 def read(path: Path) -> Snapshot:
     """Load and normalise a snapshot; accept ``agent_state_dict`` whole or as a bare model dict."""
     fd = _open(path)
@@ -323,6 +352,11 @@ def read(path: Path) -> Snapshot:
     if optimizer is not None and not _is_optimizer_state(optimizer):
         raise SnapshotError(f"{path}: optimizer_state_dict is not a torch.optim state dict "
                             "(per-parameter state and param groups with a learning rate).")
+    bad = non_finite(model=model, target=target, optimizer=optimizer)
+    if bad is not None:
+        raise NonFiniteSnapshotError(
+            f"{path}: {bad} holds NaN or infinite values (training that diverged wrote it); "
+            "it cannot be a start point. Delete it, or point INIT_SNAPSHOT at another file.")
     return Snapshot(
         path=path, itr=itr, cum_steps=cum_steps,
         model=OrderedDict(model), target=OrderedDict(target), optimizer=optimizer, shape=shape,

@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import COLD_MIN_STEPS_LEARN, EXAMPLE_1, WARM_MIN_STEPS_LEARN, Config, SamplerShape
+from ..config import (
+    COLD_MIN_STEPS_LEARN,
+    EXAMPLE_1,
+    WARM_MIN_STEPS_LEARN,
+    Config,
+    SamplerShape,
+    check_derived,
+)
 from ..errors import ConfigError, RunRecordError, SnapshotError
 from . import atomic, discovery, lock, progress, records, volume
 from . import snapshot as snap
@@ -265,7 +272,8 @@ def _restarted_job(config: Config, log: Callable[[str], None]) -> StartPoint | N
         return None
     log(f"run {unfinished.name} stopped before its target and has this job's exact config: "
         "resuming it")
-    return _resume(unfinished, config, log)
+    with unfinished.failing_records(log):
+        return _resume(unfinished, config, log)
 
 
 def prepare(config: Config, *, engine: str, n_actions: int,
@@ -276,9 +284,10 @@ def prepare(config: Config, *, engine: str, n_actions: int,
         existing = RunDir.open(config.ckpt_dir / config.run_name, config, log=log)
         if existing is not None:
             _check_same_job(existing, config)
-            if not _run_target(existing, config, log):
-                return None
-            return _resume(existing, config, log)
+            with existing.failing_records(log):
+                if not _run_target(existing, config, log):
+                    return None
+                return _resume(existing, config, log)
     else:
         resumed = _restarted_job(config, log)
         if resumed is not None:
@@ -308,14 +317,16 @@ def prepare(config: Config, *, engine: str, n_actions: int,
         decay_steps = _fresh_steps(config, warm=False)
     budget = Budget(start_itr=first_itr, target_itr=first_itr + config.iterations(shape) - 1,
                     eps_decay_start_itr=decay_steps // shape.steps_per_itr, shape=shape)
+    check_derived(config, shape)
     name = config.run_name or next_run_name(config.ckpt_dir)
     run = RunDir.create(config.ckpt_dir / name, config, engine=engine, n_actions=n_actions,
                         parent=parent, budget=budget, log=log)
-    run.set_target(budget.target_itr, steps=config.steps)
-    if where is not None:
-        run.record_progress(where.as_manifest())
-    if taken:
-        run.record_settings(taken)
+    with run.failing_records(log):
+        run.set_target(budget.target_itr, steps=config.steps)
+        if where is not None:
+            run.record_progress(where.as_manifest())
+        if taken:
+            run.record_settings(taken)
     lr, source = _learning_rate(config, parent)
     return StartPoint(config=config, run=run, snapshot=parent, first_itr=first_itr,
                       min_itr_learn=first_itr + _fresh_steps(config, parent is not None)

@@ -23,6 +23,7 @@ import torch
 from ..checkpoint.run import counters
 from ..checkpoint.start import StartPoint
 from ..config import Config
+from ..errors import TrainingDivergedError
 from ..reporting.scalars import ScalarLog
 from .trajectory import TRAJECTORY_KEYS
 
@@ -127,6 +128,20 @@ def _eval_columns(evaluation: Evaluation | None, cum_eval_time: float,
     return row
 
 
+def check_finite(stats: OptStats, itr: int, engine: Engine) -> None:
+    """Stop at the first NaN or infinite loss or gradient norm: the weights are no longer
+    finite (or soon will not be), and training on would only write snapshots of NaN. The
+    floats are already on the host, so this costs nothing per update."""
+    for name, values in (("loss", stats.losses), ("gradient norm", stats.grad_norms)):
+        bad = next((v for v in values if not math.isfinite(v)), None)
+        if bad is not None:
+            raise TrainingDivergedError(
+                f"training diverged: {name} {bad} at itr {itr} (update {engine.update_counter}, "
+                f"learning rate {engine.learning_rate:g}); stopped before writing a snapshot, "
+                "so the run's last snapshot is the last finite one. Lower LR, or warm-start "
+                "from another snapshot.")
+
+
 def _log_evaluation(log: Callable[[str], None], steps: int, evaluation: Evaluation) -> None:
     cut = f" ({evaluation.truncated} cut at the step limit)" if evaluation.truncated else ""
     log(f"eval at {steps:,} steps: {len(evaluation.trajectories)} games"
@@ -177,6 +192,7 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
             log(f"replay holds {(itr - start.first_itr + 1) * per_itr} fresh steps: "
                 f"updates start ({engine.updates_per_itr} per iteration)")
         stats = engine.optimize(itr)
+        check_finite(stats, itr, engine)
         opt.extend(stats)
         if stats.losses:
             last_loss = stats.losses[-1]

@@ -9,7 +9,9 @@ one longer frame, so a GIF holds fewer frames but lasts ``(L + 1) * 70`` ms.
 MP4 is the format whenever imageio-ffmpeg (whose wheel ships an ffmpeg binary) is importable;
 without it, a GIF is written next to the requested name, said in the log. Frames stream to
 ffmpeg as they come (a 30-minute game does not sit in memory); the finished file is moved into
-place with ``atomic.write_bytes``, so a killed eval never leaves a half-written video.
+place with ``atomic.write_bytes``, so a killed eval never leaves a half-written video, and one
+stopped by a signal (or failing) removes its temp files (``discard``). The name says the
+container: ``.mp4`` or ``.gif``, anything else is refused before a game is played.
 """
 
 from __future__ import annotations
@@ -28,12 +30,17 @@ from ..errors import ConfigError
 
 FPS = 15
 GIF_FRAME_MS = 70
+FORMATS = (".mp4", ".gif")
+"""The file names ``--video`` takes: the name says the container, so it never lies."""
 
 
 class VideoWriter:
     """Collects RGB frames for one file; ``close`` writes it and returns its final path."""
 
     def __init__(self, path: Path, log: Callable[[str], None]) -> None:
+        if path.suffix.lower() not in FORMATS:
+            raise ConfigError(f"--video {path}: the file name must end in .mp4 (H.264) or .gif; "
+                              "those are the containers written.")
         if not path.parent.is_dir():
             raise ConfigError(f"--video {path}: folder {path.parent} does not exist; create it "
                               "or name a file in an existing folder.")
@@ -80,6 +87,19 @@ class VideoWriter:
             codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p", macro_block_size=1,
             ffmpeg_log_level="error")
         self._encoder.send(None)  # start the ffmpeg process
+
+    def discard(self) -> None:
+        """Drop what was recorded (the play failed or a stop signal came): stop ffmpeg and
+        remove its temp folder; nothing was ever written under the requested name."""
+        self._gif_frames = []
+        try:
+            if self._encoder is not None:
+                self._encoder.close()  # a no-op when the signal already ended the generator
+        finally:
+            self._encoder = None
+            if self._temp is not None:
+                self._temp.cleanup()
+                self._temp = None
 
     def close(self) -> Path:
         """Finish encoding and write the file atomically; returns where it went."""

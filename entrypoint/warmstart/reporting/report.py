@@ -9,7 +9,9 @@ the report.
 Status: ``finished`` (target reached), ``stopped by a signal`` (SIGTERM/SIGINT; a Job's next
 pod resumes it), ``running`` (the manifest says so and was written within ``abandoned_after``),
 ``abandoned`` (the manifest says running but has not been written for longer: its trainer was
-killed, or its pod is gone and nothing resumed it). A running trainer rewrites the manifest at
+killed, or its pod is gone and nothing resumed it), ``failed`` (a start stopped on an error after
+making the folder: bad settings found late, a full volume, training that diverged; the error's
+line is printed under the table). A running trainer rewrites the manifest at
 every snapshot, so the threshold must exceed the time between snapshots. Folders without our
 manifest show as ``rlpyt run`` (an rlpyt ``progress.csv``) or ``no manifest``, and ours with a
 damaged one as ``manifest unreadable``.
@@ -24,16 +26,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..checkpoint.run import MANIFEST, PROGRESS, read_manifest, read_progress, steps_done
-from ..errors import VolumeError
+from ..errors import SnapshotError
+from .curve import SHORT_SERIES
 from .lineage import EVAL_SCORE, SCORE, read_run, score_curve
 from .table import text_table
 
+if TYPE_CHECKING:  # matplotlib is optional: imported only where a plot is drawn
+    from matplotlib.figure import Figure
+
+LEGEND_ROWS = 20
+"""A panel's legend takes another column per this many runs."""
 STOPPED = "stopped by a signal"
 DAMAGED = "manifest unreadable"
-STATUS_ORDER = ("running", STOPPED, "abandoned", "finished", DAMAGED, "rlpyt run", "no manifest")
+FAILED = "failed"
+STATUS_ORDER = ("running", STOPPED, "abandoned", FAILED, "finished", DAMAGED, "rlpyt run",
+                "no manifest")
 
 
 @dataclass
@@ -50,6 +60,7 @@ class RunRow:
     train_curve: list[tuple[int, float]] = field(default_factory=list)
     eval_curve: list[tuple[int, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # one line per damaged file
+    error: str | None = None  # why a failed run failed, as its trainer recorded it
 
     @property
     def name(self) -> str:
@@ -90,6 +101,8 @@ def _from_manifest(row: RunRow, manifest: dict[str, Any], age_s: float,
     if status == "running" and age_s > abandoned_after_s:
         status = "abandoned"
     row.status = {"stopped": STOPPED}.get(status, status)
+    if status == FAILED:
+        row.error = _get(manifest, "error", kind=str) or "no reason recorded"
     missing = [name for name, value in (
         ("game", row.game != "-"), ("seed", row.seed is not None),
         ("budget.target_itr", row.target is not None), ("snapshots", entries is not None),
@@ -139,7 +152,8 @@ def scan(ckpt_dir: Path, abandoned_after_s: float, *, now: float | None = None) 
     """Every run folder directly under ``ckpt_dir`` (our runs and rlpyt's), sorted by game,
     seed and name: a sweep's runs of one game stand together."""
     if not ckpt_dir.is_dir():
-        raise VolumeError(f"{ckpt_dir}: no such folder; give the checkpoint volume (CKPT_DIR).")
+        raise SnapshotError(f"{ckpt_dir}: no such folder; give the checkpoint volume "
+                            "(CKPT_DIR).")
     now = time.time() if now is None else now
     rows = []
     for path in ckpt_dir.iterdir():
@@ -188,8 +202,10 @@ def table(rows: list[RunRow]) -> str:
     return text_table(lines) + "\n" + summary
 
 
-def render_plot(rows: list[RunRow], title: str) -> bytes:
-    """PNG bytes: one panel per game with every run's training score curve."""
+def plot_figure(rows: list[RunRow], title: str) -> Figure:
+    """One panel per game with every run's training score curve; the legend names every run
+    of its panel (one without finished games as such), and a short series gets a marker on
+    each point, so a run with one log point shows."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter
@@ -204,11 +220,14 @@ def render_plot(rows: list[RunRow], title: str) -> bytes:
     figure.suptitle(title)
     for i, (game, runs) in enumerate(sorted(by_game.items())):
         axes = figure.add_subplot(lines, columns, i + 1)
-        drawn = [run for run in runs if run.train_curve]
-        for run in drawn:
-            axes.plot(*zip(*run.train_curve, strict=True), linewidth=1, alpha=0.8,
-                      label=run.name)
-        if not drawn:
+        for run in runs:
+            if run.train_curve:
+                marker = "o" if len(run.train_curve) <= SHORT_SERIES else None
+                axes.plot(*zip(*run.train_curve, strict=True), linewidth=1, alpha=0.8,
+                          marker=marker, markersize=3, label=run.name)
+            else:  # in the legend too, so that no run of the panel goes unmentioned
+                axes.plot([], [], linestyle="none", label=f"{run.name}: no finished games")
+        if not any(run.train_curve for run in runs):
             axes.text(0.5, 0.5, "no finished games logged yet", transform=axes.transAxes,
                       ha="center", va="center", color="grey")
         axes.set_title(f"{game} ({len(runs)} run{'s' if len(runs) != 1 else ''})")
@@ -216,10 +235,15 @@ def render_plot(rows: list[RunRow], title: str) -> bytes:
         axes.set_xlabel("env steps done")
         axes.set_ylabel("game score")
         axes.grid(alpha=0.3)
-        if 0 < len(drawn) <= 12:
-            axes.legend(fontsize=7, loc="best")
+        axes.legend(fontsize=7 if len(runs) <= 12 else 5, loc="best",
+                    ncol=math.ceil(len(runs) / LEGEND_ROWS))
+    return figure
+
+
+def render_plot(rows: list[RunRow], title: str) -> bytes:
+    """The PNG bytes of ``plot_figure``."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    plot_figure(rows, title).savefig(buffer, format="png")
     return buffer.getvalue()
 
 
@@ -231,6 +255,9 @@ def report(ckpt_dir: Path, plot: Path | None, abandoned_after_s: float,
         out(f"no run folders under {ckpt_dir}")
         return 0
     out(table(rows))
+    for row in rows:
+        if row.error is not None:
+            out(f"{row.name} failed: {row.error}")
     for row in rows:
         for line in row.problems:
             err(f"warmstart report: {line}")

@@ -1,0 +1,161 @@
+"""SIGINT or SIGTERM at a random moment of every command, through the real process: the exit
+code is 0 (it finished first) or the signal's 130/143, never a traceback, and no half-written
+PNG, video or temp file is left.
+
+The moment is drawn from when the process handles stop signals (its SIGTERM handler shows in
+/proc/PID/status: ``python -m warmstart`` installs it first thing) to past its usual end;
+before that the interpreter itself is starting, which no program can speak for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import FILES_ONLY_RUN, clean_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from warmstart.checkpoint.atomic import TEMP_MARKER
+from warmstart.checkpoint.run import read_manifest
+
+SIGNALS = st.sampled_from([signal.SIGINT, signal.SIGTERM])
+FEW = settings(max_examples=5, deadline=None,
+               suppress_health_check=[HealthCheck.function_scoped_fixture])
+"""Each example is a real process (1-6 s); the fixture is only a path, read and never written."""
+PNG_END = b"IEND\xaeB`\x82"
+
+
+def _handles_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM (the SigCgt mask of /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(int(line.split()[1], 16) for line in status.splitlines()
+                  if line.startswith("SigCgt:"))
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+DEFAULT_SIGINT_EXEC = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                      "os.execv(sys.executable, [sys.executable, '-m', 'warmstart', "
+                      "*sys.argv[1:]])")
+"""Start ``python -m warmstart`` (same pid, through exec) with SIGINT at its default, as a
+terminal delivers it, even where this test runs in the background of a shell, which starts
+its jobs ignoring SIGINT (and an ignored signal stays ignored, by design)."""
+
+
+def _interrupt(args: list[str], settings_: dict[str, str], delay: float, signum: int,
+               tmp: Path) -> subprocess.CompletedProcess:
+    """Run ``warmstart ARGS``, send ``signum`` ``delay`` s after it handles signals."""
+    env = clean_env(**settings_) | {"TMPDIR": str(tmp / "tmp")}
+    (tmp / "tmp").mkdir(exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", DEFAULT_SIGINT_EXEC, *args], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    ready_by = time.monotonic() + 60
+    while process.poll() is None and not _handles_sigterm(process.pid):
+        assert time.monotonic() < ready_by, "the command never installed its handlers"
+        time.sleep(0.005)
+    time.sleep(delay)
+    if process.poll() is None:
+        os.kill(process.pid, signum)
+    out, err = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def _check_exit(done: subprocess.CompletedProcess, signum: int) -> None:
+    assert done.returncode in (0, 128 + signum), (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr
+
+
+def _check_no_debris(tmp: Path, output: Path | None, complete: Callable[[bytes], bool]) -> None:
+    """No temp file anywhere under ``tmp``, and ``output`` absent or whole."""
+    left = [p for p in tmp.rglob("*") if TEMP_MARKER in p.name or "warmstart-video" in p.name]
+    assert left == []
+    if output is not None and output.exists():
+        assert complete(output.read_bytes()), f"{output} is partial"
+
+
+def _reading_command(args: Callable[[Path], list[str]], signum: int, delay: float,
+                     volume: Path, output: str | None,
+                     complete: Callable[[bytes], bool] = lambda _: True) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        target = tmp / output if output else None
+        done = _interrupt(args(tmp), {"CKPT_DIR": str(volume)}, delay, signum, tmp)
+        _check_exit(done, signum)
+        if done.returncode:
+            assert done.stderr.strip().splitlines()[-1] == (
+                f"warmstart: stopped by {signal.Signals(signum).name}")
+        _check_no_debris(tmp, target, complete)
+
+
+@FEW
+@given(signum=SIGNALS, delay=st.floats(0, 2.5))
+def test_inspect(rlpyt_snapshot: Path, signum: int, delay: float) -> None:
+    _reading_command(lambda _: ["inspect", str(rlpyt_snapshot)], signum, delay,
+                     rlpyt_snapshot.parent, None)
+
+
+@FEW
+@given(signum=SIGNALS, delay=st.floats(0, 3.0))
+def test_report_with_plot(rlpyt_snapshot: Path, signum: int, delay: float) -> None:
+    volume = rlpyt_snapshot.parent.parent
+    _reading_command(lambda tmp: ["report", str(volume), "--plot", str(tmp / "runs.png")],
+                     signum, delay, volume, "runs.png", lambda data: data.endswith(PNG_END))
+
+
+@FEW
+@given(signum=SIGNALS, delay=st.floats(0, 3.0))
+def test_lineage_with_curve(rlpyt_snapshot: Path, signum: int, delay: float) -> None:
+    _reading_command(lambda tmp: ["lineage", str(rlpyt_snapshot.parent), "--curve",
+                                  str(tmp / "curve.png")],
+                     signum, delay, rlpyt_snapshot.parent, "curve.png",
+                     lambda data: data.endswith(PNG_END))
+
+
+@FEW
+@given(signum=SIGNALS, delay=st.floats(0, 5.0))
+def test_eval_with_video(rlpyt_snapshot: Path, signum: int, delay: float) -> None:
+    # an MP4 is whole once ffmpeg wrote its index (moov) at the end
+    _reading_command(lambda tmp: ["eval", str(rlpyt_snapshot), "--episodes", "1",
+                                  "--max-steps", "300", "--video", str(tmp / "game.mp4")],
+                     signum, delay, rlpyt_snapshot.parent, "game.mp4",
+                     lambda data: b"moov" in data)
+
+
+@FEW
+@given(signum=SIGNALS, delay=st.floats(0, 6.0))
+def test_train_start_up(signum: int, delay: float) -> None:
+    """Before its run exists, training stops at once; after, with a final snapshot: either
+    way the run never stays 'running' and nothing is partial."""
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        ckpt = tmp / "ckpt"
+        ckpt.mkdir()
+        done = _interrupt([], {"CKPT_DIR": str(ckpt), **FILES_ONLY_RUN}, delay, signum, tmp)
+        _check_exit(done, signum)
+        for run in ckpt.iterdir():
+            manifest = read_manifest(run)
+            assert manifest is not None and manifest["status"] in ("stopped", "finished")
+        if done.returncode and not any(ckpt.iterdir()):
+            assert done.stderr.strip() == f"warmstart: stopped by {signal.Signals(signum).name}"
+        _check_no_debris(tmp, None, lambda _: True)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_drawing_leaves_no_png(rlpyt_snapshot: Path, tmp_path: Path,
+                                            signum: int) -> None:
+    """A fixed moment inside the command, for a test that cannot miss it: right away."""
+    done = _interrupt(["lineage", str(rlpyt_snapshot.parent), "--curve",
+                       str(tmp_path / "c.png")], {}, 0.0, signum, tmp_path)
+    assert done.returncode == 128 + signum, done.stdout + done.stderr
+    assert done.stderr.strip() == f"warmstart: stopped by {signal.Signals(signum).name}"
+    _check_no_debris(tmp_path, tmp_path / "c.png", lambda data: data.endswith(PNG_END))
