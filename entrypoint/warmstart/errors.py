@@ -48,6 +48,13 @@ class DeviceError(UserError):
     exit_code = 6
 
 
+class SamplerError(UserError):
+    """An environment worker process died or stopped answering (exit 9), e.g. killed for
+    memory. A restart can help: it resumes from the last snapshot with fresh workers."""
+
+    exit_code = 9
+
+
 RETRY_CANNOT_HELP: tuple[type[UserError], ...] = (ConfigError, SnapshotError, VolumeError,
                                                  DeviceError)
 """Errors a restart of the same pod cannot fix: the Kubernetes Jobs' ``podFailurePolicy`` fails
@@ -64,6 +71,7 @@ EXIT_CODES: dict[int, str] = {
     VolumeError.exit_code: "checkpoint volume problem (missing, read-only, full)",
     RunLockedError.exit_code: "another trainer holds the run folder (retry later)",
     DeviceError.exit_code: "a GPU is present but torch cannot use it (driver too old)",
+    SamplerError.exit_code: "an environment worker process died (a restart resumes)",
     EXIT_SIGINT: "stopped by SIGINT after a final snapshot",
     EXIT_SIGTERM: "stopped by SIGTERM after a final snapshot",
 }
