@@ -110,6 +110,40 @@ def test_a_failing_command_raises_its_error_and_the_workers_go_on() -> None:
         envs.close()
 
 
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt(*_: object) -> None:
+    raise _Interrupted
+
+
+def test_a_call_interrupted_while_waiting_leaves_the_next_calls_right() -> None:
+    """An exception from a signal handler while step waits (Ctrl-C without the trainer's
+    handlers): the step's answers are dropped on the next call, never taken for its own."""
+    seeds, actions = env_seeds(8, 3), np.random.default_rng(8).integers(6, size=(30, 3))
+    serial = SerialEnvs("pong", seeds)
+    serial.reset()
+    expected = _play(serial, actions)
+    envs = ParallelEnvs("pong", seeds, 2)
+    previous = signal.signal(signal.SIGALRM, _interrupt)
+    try:
+        envs.reset()
+        _play(envs, actions[:10])
+        os.kill(envs.pids[1], signal.SIGSTOP)  # worker 1 answers only after the interruption
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(_Interrupted):
+            envs.step(actions[10])
+        os.kill(envs.pids[1], signal.SIGCONT)
+        assert [s.game for s in envs.states()] == ["pong"] * 3
+        _assert_same(_play(envs, actions[11:]), expected[11:])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        os.kill(envs.pids[1], signal.SIGCONT)
+        envs.close()
+
+
 def test_an_unknown_game_is_the_serial_error_and_leaves_no_worker() -> None:
     with pytest.raises(ValueError) as serial:
         SerialEnvs("pongg", [0, 1])

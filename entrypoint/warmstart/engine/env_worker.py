@@ -153,7 +153,7 @@ def main(argv: list[str]) -> None:
     die_with_parent(parent_pid)
     cv2.setNumThreads(1)  # one process per core: the resize runs in the worker's own thread
     conn = Connection(sock_fd)
-    game, seeds, first, count = conn.recv()
+    _start, game, seeds, first, count = conn.recv()
     buffer = mmap.mmap(buffer_fd, SharedBatch.nbytes(count))  # lives until the process ends
     os.close(buffer_fd)
     kind, worker = _answer(Worker, [game, seeds, first, SharedBatch.over(buffer, count)])

@@ -105,14 +105,15 @@ class ParallelEnvs:
         self._conns: list[Connection] = []
         self._closer = weakref.finalize(self, _stop, self._procs, self._conns)
         self._failure: SamplerError | None = None
+        self._unread: list[int] = []  # per worker: answers not read yet (an interrupted call)
         fd = _shared_fd(SharedBatch.nbytes(count))
         try:
             self._buffer = mmap.mmap(fd, SharedBatch.nbytes(count))
             self._shared = SharedBatch.over(self._buffer, count)
-            for part in self.parts:
+            for _ in self.parts:
                 self._start(fd)
-                self._conns[-1].send((game, [seeds[b] for b in part], part.start, count))
-            self.n_actions = self._call_all(None)[0]
+            self.n_actions = self._call_all([("start", game, [seeds[b] for b in part], part.start,
+                                              count) for part in self.parts])[0]
         except BaseException:
             self.close()
             raise
@@ -129,6 +130,7 @@ class ParallelEnvs:
                 start_new_session=True)  # a Ctrl-C to the terminal's group is the trainer's
         self._procs.append(proc)
         self._conns.append(Connection(ours.detach()))
+        self._unread.append(0)
         self.pids.append(proc.pid)
 
     def __len__(self) -> int:
@@ -168,16 +170,22 @@ class ParallelEnvs:
         if not self._closer.alive:
             raise ValueError("these environments are closed")
 
-    def _call_all(self, commands: tuple | list[tuple] | None) -> list[Any]:
-        """Send each worker its command (one for all, or one each; None: only wait), then
-        collect every answer before raising a worker's error, so none is left unread."""
+    def _call_all(self, commands: tuple | list[tuple]) -> list[Any]:
+        """Send each worker its command (one for all, or one each), then
+        collect every answer before raising a worker's error, so none is left unread.
+
+        Answers a call left unread (an exception from a signal handler between send and
+        receive) are read and dropped first: each answer belongs to its own call.
+        """
         self._check()
         for w, conn in enumerate(self._conns):
-            if commands is not None:
-                try:
-                    conn.send(commands if isinstance(commands, tuple) else commands[w])
-                except OSError:
-                    self._died(w)
+            while self._unread[w]:
+                self._answer(w)
+            try:
+                conn.send(commands if isinstance(commands, tuple) else commands[w])
+            except OSError:
+                self._died(w)
+            self._unread[w] += 1
         answers = [self._answer(w) for w in range(len(self._conns))]
         for kind, result in answers:
             if kind == "error":
@@ -196,9 +204,11 @@ class ParallelEnvs:
                 if waited >= REPLY_TIMEOUT_S:
                     self._fail(f"environment worker {w} (pid {proc.pid}) did not answer in "
                                f"{REPLY_TIMEOUT_S:.0f} s; all workers were stopped")
-            return conn.recv()
+            answer = conn.recv()
         except (EOFError, OSError):
             self._died(w)
+        self._unread[w] -= 1
+        return answer
 
     def _died(self, w: int) -> None:
         proc, part = self._procs[w], self.parts[w]
