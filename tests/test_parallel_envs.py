@@ -120,7 +120,8 @@ def _interrupt(*_: object) -> None:
 
 def test_a_call_interrupted_while_waiting_leaves_the_next_calls_right() -> None:
     """An exception from a signal handler while step waits (Ctrl-C without the trainer's
-    handlers): the step's answers are dropped on the next call, never taken for its own."""
+    handlers): the next call first waits for the step's answers and drops them, so no worker
+    is still at the old step when new actions are written, nor an answer taken for another."""
     seeds, actions = env_seeds(8, 3), np.random.default_rng(8).integers(6, size=(30, 3))
     serial = SerialEnvs("pong", seeds)
     serial.reset()
@@ -135,8 +136,8 @@ def test_a_call_interrupted_while_waiting_leaves_the_next_calls_right() -> None:
         with pytest.raises(_Interrupted):
             envs.step(actions[10])
         os.kill(envs.pids[1], signal.SIGCONT)
-        assert [s.game for s in envs.states()] == ["pong"] * 3
         _assert_same(_play(envs, actions[11:]), expected[11:])
+        assert [s.game for s in envs.states()] == ["pong"] * 3
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

@@ -165,22 +165,22 @@ class ParallelEnvs:
         self._closer()
 
     def _check(self) -> None:
+        """Raise a failure again; read and drop the answers an interrupted call left unread
+        (an exception from a signal handler between send and answer), so that no worker is
+        still at an old command when the next one writes its actions."""
         if self._failure is not None:
             raise SamplerError(str(self._failure))
         if not self._closer.alive:
             raise ValueError("these environments are closed")
+        for w, unread in enumerate(self._unread):
+            for _ in range(unread):
+                self._answer(w)
 
     def _call_all(self, commands: tuple | list[tuple]) -> list[Any]:
         """Send each worker its command (one for all, or one each), then
-        collect every answer before raising a worker's error, so none is left unread.
-
-        Answers a call left unread (an exception from a signal handler between send and
-        receive) are read and dropped first: each answer belongs to its own call.
-        """
+        collect every answer before raising a worker's error, so none is left unread."""
         self._check()
         for w, conn in enumerate(self._conns):
-            while self._unread[w]:
-                self._answer(w)
             try:
                 conn.send(commands if isinstance(commands, tuple) else commands[w])
             except OSError:
