@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from conftest import REPO, clean_env
+from conftest import clean_env
 from warmstart.engine.envs import EnvSteps, SerialEnvs, env_seeds
 from warmstart.engine.workers import ParallelEnvs, make_envs, worker_count
 from warmstart.errors import EXIT_CODES, SamplerError
@@ -209,17 +209,26 @@ else:
 """
 
 
-def _trainer(mode: str) -> tuple[subprocess.Popen, list[int]]:
-    """A process that starts 2 workers as a trainer would; returns it and the workers' pids."""
-    proc = subprocess.Popen([sys.executable, "-c", TRAINER, mode], stdout=subprocess.PIPE,
-                            text=True, env=clean_env(), cwd=REPO, start_new_session=True)
+def _trainer(tmp_path: Path, mode: str, as_module: bool) -> tuple[subprocess.Popen, list[int]]:
+    """A trainer-like process that starts 2 workers; returns it and the workers' pids.
+
+    Its code is a file run as ``__main__``, by path (as the ``warmstart`` console script runs)
+    or with ``-m`` (as ``python -m warmstart``), its top level unguarded: a worker that ran the
+    trainer's main module again, as multiprocessing's spawn does, would start workers itself.
+    """
+    (tmp_path / "trainer.py").write_text(TRAINER)
+    how = ["-m", "trainer"] if as_module else [str(tmp_path / "trainer.py")]
+    proc = subprocess.Popen([sys.executable, *how, mode], stdout=subprocess.PIPE, text=True,
+                            env=clean_env(), cwd=tmp_path, start_new_session=True)
     line = proc.stdout.readline()
     assert line, f"the trainer process ended: {proc.wait()}"
-    return proc, [int(pid) for pid in line.split()]
+    pids = [int(pid) for pid in line.split()]
+    assert [c.pid for c in psutil.Process(proc.pid).children(recursive=True)] == pids
+    return proc, pids
 
 
-def test_no_worker_survives_a_killed_trainer() -> None:
-    proc, pids = _trainer("pause")
+def test_no_worker_survives_a_killed_trainer(tmp_path: Path) -> None:
+    proc, pids = _trainer(tmp_path, "pause", as_module=False)
     assert not any(_gone(pid) for pid in pids)
     if Path("/proc").is_dir():  # the workers run without torch, whatever the trainer loaded
         for pid in pids:
@@ -229,8 +238,8 @@ def test_no_worker_survives_a_killed_trainer() -> None:
     assert _wait_gone(pids), [psutil.Process(p).status() for p in pids if not _gone(p)]
 
 
-def test_workers_keep_serving_through_sigterm_and_sigint_until_close() -> None:
-    proc, pids = _trainer("wait")
+def test_workers_keep_serving_through_sigterm_and_sigint_until_close(tmp_path: Path) -> None:
+    proc, pids = _trainer(tmp_path, "wait", as_module=True)
     try:
         for pid in pids:  # sent to the workers themselves: ignored
             os.kill(pid, signal.SIGTERM)
