@@ -20,7 +20,7 @@ from warmstart.engine.model import AtariDqnModel
 from warmstart.engine.workers import ParallelEnvs, worker_count
 
 GAME = "pong"
-BLOCKS = 3
+BLOCKS = 8
 
 
 def batch_sizes(cpus: int) -> list[int]:
@@ -57,7 +57,7 @@ def acting_rates(device_name: str, quick: bool) -> dict:
     """
     torch.set_num_threads(1)
     device = torch.device(device_name)
-    iterations, blocks = (20, 1) if quick else (200, BLOCKS)
+    iterations, blocks = (20, 1) if quick else (100, BLOCKS)
     rows = []
     for batch in batch_sizes(usable_cpus()):
         seeds = env_seeds(0, batch)
