@@ -69,6 +69,13 @@ def _shared_fd(size: int) -> int:
     return fd
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _stop(procs: list[subprocess.Popen], conns: list[Connection]) -> None:
     """Ask every worker to leave, kill any that has not left within ``CLOSE_TIMEOUT_S``."""
     for conn in conns:
@@ -217,7 +224,7 @@ class ParallelEnvs:
         except subprocess.TimeoutExpired:
             code = None
         how = ("its connection closed" if code is None else
-               f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}")
+               f"killed by {_signal_name(-code)}" if code < 0 else f"exit code {code}")
         envs = (f"environment {part.start}" if len(part) == 1 else
                 f"environments {part.start}-{part.stop - 1}")
         self._fail(f"environment worker {w} (pid {proc.pid}, {envs}) died ({how}); the other "
