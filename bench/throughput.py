@@ -4,6 +4,8 @@
    steps/s they allow, serial and with acting and learning overlapped.
 2. The native engine's real ``warmstart train`` on example 1 (bench/engine_runs.py).
 3. The rlpyt engine the same way, at 1 and 2 torch threads, where rlpyt is importable.
+4. Acting alone (bench/acting.py): env steps/s of B environments and one batched forward,
+   for B = 1, 2, 4, ... up to the usable CPUs, in one process and with worker processes.
 
 Prints a table and writes every number to a JSON file (``--out``), so runs can be compared.
 It asserts nothing about time: a slow machine gives small numbers, not a failure. DEVICE
@@ -24,6 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import acting
 import engine_runs
 import limits
 import torch
@@ -161,7 +164,20 @@ def table(result: dict[str, Any]) -> str:
                          f"{lim['arithmetic_bound_env_steps_per_s'] / rlpyt:.2f}")
     else:
         lines.append("  native / rlpyt: rlpyt is not importable here (see docs/performance.md)")
-    return "\n".join(lines)
+    return "\n".join(lines + acting_table(result["acting"]))
+
+
+def acting_table(act: dict[str, Any]) -> list[str]:
+    """The acting-alone rows: serial and parallel env steps/s for each B."""
+    lines = [(f"acting alone ({act['game']}, random actions, one batched forward per step, "
+              f"{act['torch_threads']} torch thread)"),
+             (f"  {'B':>3} {'serial steps/s':>14} {'parallel steps/s':>16} {'workers':>7} "
+              f"{'parallel / serial B=1':>21}")]
+    for row in act["rows"]:
+        lines.append(f"  {row['B']:3d} {row['serial_env_steps_per_s']:14.0f} "
+                     f"{row['parallel_env_steps_per_s']:16.0f} {row['workers']:7d} "
+                     f"{row['parallel_over_serial_B1']:21.2f}")
+    return lines
 
 
 def main() -> None:
@@ -179,7 +195,8 @@ def main() -> None:
     result = {"machine": _machine(device),
               "settings": {"learn_steps": learn_steps, "quick": args.quick},
               "limits": measure_limits(device, args.quick),
-              "engines": measure_engines(learn_steps, log_every=500 if learn_steps % 500 == 0 else 100)}
+              "engines": measure_engines(learn_steps, log_every=500 if learn_steps % 500 == 0 else 100),
+              "acting": _in_fresh_process(acting.acting_rates, str(device), args.quick)}
     print(table(result))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"

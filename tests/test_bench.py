@@ -31,7 +31,8 @@ def test_quick_benchmark_prints_the_table_and_writes_the_json(tmp_path: Path) ->
     assert result.returncode == 0, result.stdout + result.stderr
     for line in ("limits (each part alone)", "ceiling env steps/s at replay ratio 8",
                  "update's convolutions and matrix products alone",
-                 "native / overlapped ceiling", "engines (warmstart train, example 1, timed after step 2000"):
+                 "native / overlapped ceiling", "engines (warmstart train, example 1, timed after step 2000",
+                 "acting alone (pong, random actions, one batched forward per step"):
         assert line in result.stdout
     [path] = tmp_path.glob("bench-*.json")
     report = json.loads(path.read_text())
@@ -54,3 +55,10 @@ def test_quick_benchmark_prints_the_table_and_writes_the_json(tmp_path: Path) ->
     assert native["snapshot_bytes"] > 50e6  # pong's params.pkl: model, target, Adam moments
     assert 8000 < limits["prioritized"]["rss_bytes_per_transition"] < 9000
     assert report["machine"]["versions"]["torch"]
+    # acting alone: B = 1 and 2 at least, each in one process and with worker processes
+    acting = report["acting"]["rows"]
+    assert [row["B"] for row in acting][:2] == [1, 2]
+    for row in acting:
+        assert 1 <= row["workers"] <= row["B"]
+        assert row["serial_env_steps_per_s"] > 0 and row["parallel_env_steps_per_s"] > 0
+        assert f"  {row['B']:3d} " in result.stdout

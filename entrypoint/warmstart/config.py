@@ -182,6 +182,11 @@ class Config:
         "torch intra-op threads; 0 = every CPU the process may use (its affinity, capped by a "
         "container's CPU quota). More than those is honoured, with a warning in the log.",
         minimum=0, maximum=1024)
+    env_workers: int = _setting(
+        "ENV_WORKERS", 0,
+        "Worker processes stepping the BATCH_B environments in parallel (rlpyt's CpuSampler); "
+        "0 = one per CPU the process may use, at most BATCH_B; 1 = in the trainer's process. "
+        "Results do not depend on it.", minimum=0, maximum=1024)
     deterministic: bool = _setting(
         "DETERMINISTIC", False,
         "Make torch pick deterministic kernels (use_deterministic_algorithms, cuDNN "

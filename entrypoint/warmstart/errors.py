@@ -64,6 +64,13 @@ class TrainingDivergedError(UserError):
     exit_code = 8
 
 
+class SamplerError(UserError):
+    """An environment worker process died or stopped answering (exit 9), e.g. killed for
+    memory. A restart can help: it resumes from the last snapshot with fresh workers."""
+
+    exit_code = 9
+
+
 RETRY_CANNOT_HELP: tuple[type[UserError], ...] = (ConfigError, SnapshotError, VolumeError,
                                                  DeviceError, RunRecordError,
                                                  TrainingDivergedError)
@@ -84,6 +91,7 @@ EXIT_CODES: dict[int, str] = {
     RunRecordError.exit_code: "the run folder's records are damaged or not this trainer's",
     TrainingDivergedError.exit_code: "training diverged (a NaN or infinite loss or weight); "
                                      "nothing non-finite was written",
+    SamplerError.exit_code: "an environment worker process died (a restart resumes)",
     EXIT_SIGINT: "stopped by SIGINT (training: after a final snapshot)",
     EXIT_SIGTERM: "stopped by SIGTERM (training: after a final snapshot)",
 }

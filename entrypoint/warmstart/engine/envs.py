@@ -13,7 +13,7 @@ spread over processes.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -28,6 +28,20 @@ class EnvSteps(NamedTuple):
     dones: np.ndarray  # bool [B]: game over, horizon, or a lost life
     game_scores: np.ndarray  # float64 [B]: raw, unclipped score of the step
     traj_dones: np.ndarray  # bool [B]: game over or horizon (the env was reset)
+
+
+class Envs(Protocol):
+    """What the engine needs of a batch of environments: ``SerialEnvs`` in this process, or
+    ``workers.ParallelEnvs`` in worker processes, with the same results."""
+
+    n_actions: int
+
+    def __len__(self) -> int: ...
+    def reset(self) -> np.ndarray: ...
+    def step(self, actions: np.ndarray) -> EnvSteps: ...
+    def states(self) -> list[EnvState]: ...
+    def restore(self, states: list[EnvState]) -> None: ...
+    def close(self) -> None: ...
 
 
 def env_seeds(seed: int, count: int) -> list[int]:

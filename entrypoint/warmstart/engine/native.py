@@ -24,12 +24,13 @@ from ..errors import SnapshotError
 from . import resume
 from .device import to_cpu
 from .dqn import DqnLearner, load_optimizer_state, make_optimizer
-from .envs import SerialEnvs, env_seeds
+from .envs import env_seeds
 from .loop import OptStats
 from .model import AtariDqnModel
 from .replay import PrioritizedReplay, UniformReplay
 from .schedules import EPS_INIT, PRI_BETA_FINAL, PRI_BETA_INIT, PRI_BETA_STEPS, linear_ramp
 from .trajectory import add_step, finished, new_trajectory
+from .workers import make_envs, worker_count
 
 
 class NativeEngine:
@@ -47,7 +48,20 @@ class NativeEngine:
         torch.manual_seed(config.seed)
         self.device = device
         shape = start.shape
-        self.envs = SerialEnvs(config.game, env_seeds(env_seed, shape.batch_B))
+        workers = min(config.env_workers or worker_count(shape.batch_B), shape.batch_B)
+        self.envs = make_envs(config.game, env_seeds(env_seed, shape.batch_B), workers)
+        if workers > 1:
+            log(f"{shape.batch_B} environments stepped by {workers} worker processes")
+        try:
+            self._build(config, start, replay_seed, act_seed)
+        except BaseException:
+            self.envs.close()  # no worker outlives an engine that could not be built
+            raise
+
+    def _build(self, config: Config, start: StartPoint, replay_seed: int,
+               act_seed: int) -> None:
+        """Model, optimizer, replay and learner, from the snapshot or fresh."""
+        shape = start.shape
         self.rng = np.random.default_rng(act_seed)
         n_actions = self.envs.n_actions
         self.model = AtariDqnModel(n_actions, dueling=config.dueling).to(self.device)

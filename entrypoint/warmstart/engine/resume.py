@@ -18,7 +18,7 @@ import torch
 
 from ..checkpoint.resume_state import ResumeState
 from .atari import EnvState
-from .envs import SerialEnvs
+from .envs import Envs
 from .replay import PrioritizedReplay, UniformReplay
 
 Part = tuple[dict[str, Any], dict[str, np.ndarray]]
@@ -55,7 +55,7 @@ def restore_rngs(meta: dict[str, Any], saved: ResumeState, device: torch.device)
                                       for i in range(meta["cuda_devices"])])
 
 
-def envs(batch: SerialEnvs) -> Part:
+def envs(batch: Envs) -> Part:
     """Each environment's emulator state (its RNG included), frame stack, lives and counters."""
     meta, arrays = [], {}
     for b, state in enumerate(batch.states()):
@@ -66,7 +66,7 @@ def envs(batch: SerialEnvs) -> Part:
     return {"envs": meta}, arrays
 
 
-def restore_envs(batch: SerialEnvs, meta: dict[str, Any], saved: ResumeState) -> None:
+def restore_envs(batch: Envs, meta: dict[str, Any], saved: ResumeState) -> None:
     """Put every environment back; a saved batch of another size does not fit (ValueError)."""
     batch.restore([EnvState(game=env["game"], ale=saved.array(f"env/{b}/ale").tobytes(),
                             frames=saved.array(f"env/{b}/frames"), lives=env["lives"],
