@@ -159,3 +159,24 @@ def test_signal_while_drawing_leaves_no_png(rlpyt_snapshot: Path, tmp_path: Path
     assert done.returncode == 128 + signum, done.stdout + done.stderr
     assert done.stderr.strip() == f"warmstart: stopped by {signal.Signals(signum).name}"
     _check_no_debris(tmp_path, tmp_path / "c.png", lambda data: data.endswith(PNG_END))
+
+
+def test_a_signal_that_lands_in_a_finalizer_still_stops_the_program() -> None:
+    """Python prints and drops an exception raised in a weakref callback or ``__del__``; a
+    stop signal arriving there must still reach the program, without a traceback."""
+    code = ("import os, signal, weakref\n"
+            "from warmstart import signals\n"
+            "signals.install()\n"
+            "class Held: pass\n"
+            "held = Held()\n"
+            "ref = weakref.ref(held, lambda _: os.kill(os.getpid(), signal.SIGTERM))\n"
+            "try:\n"
+            "    del held\n"
+            "    for _ in range(10**8): pass\n"
+            "except signals.Interrupted as stop:\n"
+            "    raise SystemExit(signals.say_stopped(stop))\n"
+            "print('not stopped')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=clean_env(), check=False)
+    assert done.returncode == 143, done
+    assert done.stderr == "warmstart: stopped by SIGTERM\n" and "not stopped" not in done.stdout

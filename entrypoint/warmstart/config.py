@@ -76,7 +76,7 @@ SEED_MAX = 2**32 - 2
 with SEED + 1, so this is the largest seed every generator of both engines takes."""
 MAX_UPDATES_PER_ITERATION = 1024
 """``updates_per_iteration`` above this is a typo, not a replay ratio (rlpyt's is 1 or 2)."""
-MAX_BATCH_T = 10_000
+MAX_BATCH_T = 1024
 MAX_BATCH_B = 1024
 """Sampler shapes far beyond rlpyt's Atari configs (T <= 8, B <= 16) but still allocatable."""
 

@@ -25,6 +25,7 @@ class Interrupted(BaseException):
     on the way out may swallow it."""
 
     def __init__(self, signum: int) -> None:
+        self.signum = signum
         self.name = signal.Signals(signum).name
         self.exit_code = 128 + signum
         super().__init__(self.name)
@@ -39,11 +40,29 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def _deliver_again(unraisable: Any) -> None:
+    """``sys.unraisablehook``: a signal that arrived while Python ran a finalizer (a weakref
+    callback, a ``__del__``) raised ``Interrupted`` where exceptions are printed and dropped,
+    with a traceback. Deliver it again a millisecond later instead, through a timer signal, so
+    that it lands in the program itself (here, or in another thread, it would run at once)."""
+    stop = unraisable.exc_value
+    if not isinstance(stop, Interrupted):
+        sys.__unraisablehook__(unraisable)
+        return
+
+    def again(_signum: int, _frame: FrameType | None) -> None:
+        raise Interrupted(stop.signum)
+
+    signal.signal(signal.SIGALRM, again)
+    signal.setitimer(signal.ITIMER_REAL, 0.001)
+
+
 def install() -> dict[int, Any]:
     """From now on SIGINT and SIGTERM raise ``Interrupted``; returns the handlers replaced.
 
     A signal the process was started ignoring (SIGINT under ``nohup`` or a shell's ``&``)
     stays ignored, as Python's own default leaves it."""
+    sys.unraisablehook = _deliver_again
     previous = {}
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) != signal.SIG_IGN:
