@@ -13,8 +13,11 @@ import copy
 import numpy as np
 import pytest
 import torch
-from test_dqn import B, LR, make_batch, models
+from test_dqn import LR, B, make_batch, models
+from test_replay import GAMMA, SHAPE, _stream
+from warmstart.engine.device_replay import DeviceReplay
 from warmstart.engine.dqn import DqnLearner, make_optimizer
+from warmstart.engine.replay import UniformReplay
 from warmstart.engine.static_update import WARMUP_UPDATES, StaticUpdate
 
 
@@ -76,3 +79,64 @@ def test_graphed_update_on_cuda_follows_the_eager_update() -> None:
     assert static.graphed, lines
     for a, b in zip(model.parameters(), model2.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+@pytest.mark.parametrize("streams", [1, 3])
+def test_device_replay_gives_the_numpy_replays_batches(n_step: int, streams: int) -> None:
+    """Same appends (dones inside stacks and returns, wrapping several times) into both
+    replays: for every sampleable slot, the same observation, target, action, return and
+    done; the device replay's own draws are sampleable slots of every stream."""
+    data = [_stream(300, seed=b) for b in range(streams)]
+    rows = 40
+    kwargs = {"frame_shape": SHAPE, "n_step_return": n_step, "discount": GAMMA, "seed": 5,
+              "streams": streams}
+    host = UniformReplay(rows * streams, **kwargs)
+    device = DeviceReplay(rows * streams, device=torch.device("cpu"), **kwargs)
+    for written in range(1, 301):
+        step = [np.array([s[key][written - 1] for s in data])
+                for key in ("frames", "actions", "rewards", "dones")]
+        host.append(*step)
+        device.append(*step)
+        assert len(device) == len(host) and device.can_sample() == host.can_sample()
+        if written not in (9, 41, 120, 300):
+            continue
+        valid = host.valid_idxs()
+        want = host.batch_at(valid)
+        got = device.batch_at(torch.from_numpy(valid))
+        for name in ("observation", "target_observation", "action", "return_", "done_n",
+                     "is_weights"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), (written, name)
+        drawn = device.sample_slots(512)
+        assert set(drawn.tolist()) <= set(valid.tolist())
+        assert {s % streams for s in drawn.tolist()} == set(range(streams))
+
+
+def test_device_replay_draws_repeat_with_the_seed() -> None:
+    data = _stream(100)
+    replays = [DeviceReplay(50, device=torch.device("cpu"), frame_shape=SHAPE, seed=7)
+               for _ in range(2)]
+    for replay in replays:
+        for t in range(100):
+            replay.append(data["frames"][t], data["actions"][t], data["rewards"][t],
+                          data["dones"][t])
+    assert torch.equal(replays[0].sample_slots(64), replays[1].sample_slots(64))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("on_device", [True, False])
+def test_device_replay_on_cuda_matches_the_numpy_replay(on_device: bool) -> None:
+    """Frames on the GPU, or in pinned host memory with asynchronous copies."""
+    data = _stream(200)
+    host = UniformReplay(60, frame_shape=SHAPE, n_step_return=3, discount=GAMMA)
+    device = DeviceReplay(60, device=torch.device("cuda"), on_device=on_device,
+                          frame_shape=SHAPE, n_step_return=3, discount=GAMMA)
+    for t in range(200):
+        step = (data["frames"][t], data["actions"][t], data["rewards"][t], data["dones"][t])
+        host.append(*step)
+        device.append(*step)
+    valid = host.valid_idxs()
+    got, want = device.batch_at(torch.from_numpy(valid)), host.batch_at(valid)
+    assert got.observation.is_cuda
+    for name in ("observation", "target_observation", "action", "return_", "done_n"):
+        assert torch.equal(getattr(got, name).cpu(), getattr(want, name)), name
