@@ -147,5 +147,6 @@ class DeviceReplay:
             dones = self.dones[(idxs[:, None] + self._done_offsets) % slots]
             # frame j is blank when any step from j to the one before the newest was done
             blank = dones.flip(1).cumsum(1).flip(1) > 0
-            stacks[:, :-1][blank] = 0
+            # masked_fill_, not boolean indexing: indexing by a mask reads its count on the host
+            stacks[:, :-1].masked_fill_(blank[:, :, None, None], 0)
         return stacks
