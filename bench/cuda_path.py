@@ -2,8 +2,9 @@
 
 The update is the engine's own (``StaticUpdate``, captured as a CUDA graph as ``CUDA_GRAPH=1``
 runs it) on minibatches drawn by the engine's device replay, filled with real frames. Three
-numbers: GPU time per update (CUDA events around replays), kernel launches per update (the
-profiler's CUDA kernel events, graph replays expanded), and host syncs per update with its
+numbers: GPU time per update (CUDA events around replays), GPU operations per update (the
+profiler's CUDA events: kernels, and the copies of the batch into the graph's inputs), and host
+syncs per update with its
 draw (torch's sync debug mode warns at each synchronising call; they are counted).
 """
 

@@ -126,7 +126,7 @@ def _cuda_path_lines(lim: dict[str, Any]) -> list[str]:
     for size, r in lim["cuda_path"].items():
         how = "CUDA graph" if r["graphed"] else f"eager ({r['log']})"
         lines.append(f"  batch {size:>3}: GPU time {r['gpu_s_per_update'] * 1e3:.3f} ms, "
-                     f"{r['kernels_per_update']:.0f} kernels, {r['host_syncs_per_update']:.1f} "
+                     f"{r['kernels_per_update']:.0f} GPU kernels and copies, {r['host_syncs_per_update']:.1f} "
                      f"host syncs per update with its draw ({how})")
     return lines
 

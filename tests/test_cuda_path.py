@@ -9,6 +9,7 @@ same slots. What only a GPU can run (the capture itself, pinned memory) skips wi
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,8 +18,10 @@ from test_dqn import LR, B, make_batch, models
 from test_replay import GAMMA, SHAPE, _stream
 from warmstart.engine.device_replay import DeviceReplay
 from warmstart.engine.dqn import DqnLearner, make_optimizer
+from warmstart.engine.loop import OptStats, check_finite
 from warmstart.engine.replay import UniformReplay
 from warmstart.engine.static_update import WARMUP_UPDATES, StaticUpdate
+from warmstart.errors import TrainingDivergedError
 
 
 def _learner(model, target, *, double: bool, prioritized: bool, interval: int,
@@ -140,3 +143,20 @@ def test_device_replay_on_cuda_matches_the_numpy_replay(on_device: bool) -> None
     assert got.observation.is_cuda
     for name in ("observation", "target_observation", "action", "return_", "done_n"):
         assert torch.equal(getattr(got, name).cpu(), getattr(want, name)), name
+
+
+def test_pending_reports_settle_in_update_order_and_nan_is_caught() -> None:
+    """What the runner does at a log point: one read-back of every update's report, in order,
+    then the finiteness check before any snapshot."""
+    window, iteration = OptStats(), OptStats()
+    iteration.pending = [torch.tensor([0.5, 2.0, 0.1, 0.2]), torch.tensor([0.25, 3.0, 0.3, 0.4])]
+    window.extend(iteration)
+    window.extend(OptStats(pending=[torch.tensor([float("nan"), 1.0, 0.5, 0.6])]))
+    engine = SimpleNamespace(update_counter=3, learning_rate=1.0)
+    check_finite(window, 0, engine)  # nothing on the host yet: nothing to check
+    window.settle()
+    assert window.pending == [] and window.grad_norms == [2.0, 3.0, 1.0]
+    assert window.losses[:2] == [0.5, 0.25] and window.td_abs_errs[:4] == pytest.approx(
+        [0.1, 0.2, 0.3, 0.4])
+    with pytest.raises(TrainingDivergedError, match="loss nan by itr 7"):
+        check_finite(window, 7, engine)

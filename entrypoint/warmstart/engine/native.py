@@ -91,6 +91,9 @@ class NativeEngine:
         replay, whose frames stay on the GPU when they fit (else in pinned host memory)."""
         config = self.config
         if config.prioritized_replay:  # its sum tree lives on the host
+            if self.device.type == "cuda":
+                self.log("prioritized replay: frames and sum tree stay in host memory (one "
+                         "copy of the |TD errors| back per update, for the priorities)")
             return PrioritizedReplay(config.replay_size, alpha=0.6, beta=PRI_BETA_INIT,
                                      **kwargs)
         if self.device.type != "cuda" or config.resume_state == "full":
