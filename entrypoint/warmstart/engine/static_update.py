@@ -121,7 +121,6 @@ class StaticUpdate:
             self.log(f"CUDA graph capture of the update failed ({str(err).splitlines()[0]}): "
                      "updates run eagerly")
             self._warmups_left = None
-            self.learner.optimizer.zero_grad()
             self.step()
             return
         self._graph = graph
