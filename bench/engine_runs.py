@@ -96,8 +96,10 @@ def _learning_rates(rows: list[dict[str, float]]) -> dict[str, Any]:
     }
 
 
-def train_run(engine: str, learn_steps: int, threads: int, log_every: int) -> dict[str, Any]:
-    """One example-1 run of ``engine`` for ``learn_steps`` steps after ``EPS_STEPS``.
+def train_run(engine: str, learn_steps: int, threads: int, log_every: int,
+              shape: dict[str, str] | None = None) -> dict[str, Any]:
+    """One example-1 run of ``engine`` for ``learn_steps`` steps after ``EPS_STEPS``
+    (or of another sampler shape and batch size: ``shape``'s BATCH_T, BATCH_B, BATCH_SIZE).
 
     A second, 4-step run then warm-starts from the snapshot the first one wrote (58 MB for
     pong), timing a user's restart: process start, snapshot load and check, first steps.
@@ -108,7 +110,7 @@ def train_run(engine: str, learn_steps: int, threads: int, log_every: int) -> di
                     "EPS_STEPS": str(EPS_STEPS),
                     "MIN_STEPS_LEARN": str(MIN_STEPS_LEARN), "REPLAY_RATIO": "8",
                     "BATCH_SIZE": "32", "LOG_EVERY": str(log_every),
-                    "SNAPSHOT_MODE": "last", "TORCH_THREADS": str(threads)}
+                    "SNAPSHOT_MODE": "last", "TORCH_THREADS": str(threads)} | (shape or {})
         seconds, peak_rss, output = _run(settings)
         run_dir = Path(ckpt) / "run_0"
         result = {"engine": engine, "torch_threads": threads, "wall_s": seconds,

@@ -6,6 +6,9 @@
 3. The rlpyt engine the same way, at 1 and 2 torch threads, where rlpyt is importable.
 4. Acting alone (bench/acting.py): env steps/s of B environments and one batched forward,
    for B = 1, 2, 4, ... up to the usable CPUs, in one process and with worker processes.
+5. On CUDA, the CUDA path (bench/cuda_path.py): the captured update's GPU time, kernel
+   launches and host syncs, and the native engine at rlpyt configs["dqn"]'s shape (2 x 16,
+   batch 128, replay ratio 8) besides example 1's.
 
 Prints a table and writes every number to a JSON file (``--out``), so runs can be compared.
 It asserts nothing about time: a slow machine gives small numbers, not a failure. DEVICE
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import acting
+import cuda_path
 import engine_runs
 import limits
 import torch
@@ -87,6 +91,7 @@ def measure_limits(device: torch.device, quick: bool) -> dict[str, Any]:
                                                      out["updates_per_s"], UPDATES_PER_ITR)
     if device.type == "cuda":
         out["gpu_s_per_update"] = rates[1]["gpu_s_per_update"]
+        out["cuda_path"] = _in_fresh_process(cuda_path.measure, str(device), quick)
     else:
         out["arithmetic_s_per_update"] = {t: r["arithmetic_s_per_update"]
                                           for t, r in rates.items()}
@@ -98,15 +103,35 @@ def measure_limits(device: torch.device, quick: bool) -> dict[str, Any]:
     return out
 
 
-def measure_engines(learn_steps: int, log_every: int) -> dict[str, Any]:
-    """The native engine at its default thread count, rlpyt at 1 and 2 threads if present."""
+FAST_SHAPE = {"BATCH_T": "2", "BATCH_B": "16", "BATCH_SIZE": "128"}  # rlpyt configs["dqn"]
+
+
+def measure_engines(learn_steps: int, log_every: int, device: torch.device) -> dict[str, Any]:
+    """The native engine at its default thread count, rlpyt at 1 and 2 threads if present;
+    on CUDA also the native engine at the fast shape, for five times the steps."""
     runs = {"native": engine_runs.train_run("native", learn_steps, usable_cpus(),
                                             log_every)}
+    if device.type == "cuda":
+        runs["native_2x16"] = engine_runs.train_run("native", 5 * learn_steps, usable_cpus(),
+                                                    log_every, shape=FAST_SHAPE)
     if importlib.util.find_spec("rlpyt") is not None:
         tries = [engine_runs.train_run("rlpyt", learn_steps, t, log_every) for t in (1, 2)]
         runs["rlpyt"] = max(tries, key=lambda r: r["env_steps_per_s"])
         runs["rlpyt_other_threads"] = min(tries, key=lambda r: r["env_steps_per_s"])
     return runs
+
+
+def _cuda_path_lines(lim: dict[str, Any]) -> list[str]:
+    """The captured update's rows; on the CPU, said to be unmeasured."""
+    if "cuda_path" not in lim:
+        return ["cuda path (captured update): not measured on CPU (DEVICE=cuda make bench)"]
+    lines = ["cuda path (captured update, device replay)"]
+    for size, r in lim["cuda_path"].items():
+        how = "CUDA graph" if r["graphed"] else f"eager ({r['log']})"
+        lines.append(f"  batch {size:>3}: GPU time {r['gpu_s_per_update'] * 1e3:.3f} ms, "
+                     f"{r['kernels_per_update']:.0f} GPU kernels and copies, {r['host_syncs_per_update']:.1f} "
+                     f"host syncs per update with its draw ({how})")
+    return lines
 
 
 def table(result: dict[str, Any]) -> str:
@@ -143,13 +168,15 @@ def table(result: dict[str, Any]) -> str:
         busy = native["updates_per_s"] * lim["gpu_s_per_update"]
         lines.append(f"  GPU time per update {lim['gpu_s_per_update'] * 1e3:.2f} ms: busy "
                      f"{busy:.0%} of the native run's time")
+    lines += _cuda_path_lines(lim)
     lines += ["engines (warmstart train, example 1, timed after step 2000: learning, epsilon 0.01)",
               (f"  {'engine':8} {'threads':>7} {'steps/s':>8} {'upd/s':>6} {'peak RSS':>9} "
               f"{'snap write':>10} {'warm start':>10}  steps/s per window")]
-    for name in ("native", "rlpyt", "rlpyt_other_threads"):
+    for name in ("native", "native_2x16", "rlpyt", "rlpyt_other_threads"):
         if name in runs:
             r = runs[name]
-            lines.append(f"  {r['engine']:8} {r['torch_threads']:7d} {r['env_steps_per_s']:8.1f} "
+            label = "2x16,128" if name == "native_2x16" else r["engine"]
+            lines.append(f"  {label:8} {r['torch_threads']:7d} {r['env_steps_per_s']:8.1f} "
                          f"{r['updates_per_s']:6.1f} {r['peak_rss_bytes'] / 2**20:6.0f} MB "
                          f"{r['snapshot_write_s_max']:9.2f}s {r['warm_start_process_s']:9.1f}s"
                          f"  {r['window_steps_per_s']}")
@@ -195,7 +222,8 @@ def main() -> None:
     result = {"machine": _machine(device),
               "settings": {"learn_steps": learn_steps, "quick": args.quick},
               "limits": measure_limits(device, args.quick),
-              "engines": measure_engines(learn_steps, log_every=500 if learn_steps % 500 == 0 else 100),
+              "engines": measure_engines(learn_steps, 500 if learn_steps % 500 == 0 else 100,
+                                         device),
               "acting": _in_fresh_process(acting.acting_rates, str(device), args.quick)}
     print(table(result))
     args.out.mkdir(parents=True, exist_ok=True)

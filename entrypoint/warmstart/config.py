@@ -152,6 +152,11 @@ class Config:
                          minimum=0, maximum=SEED_MAX)
     device: str = _setting("DEVICE", "auto", "Where the network runs; auto picks cuda when present.",
                            choices=("auto", "cpu", "cuda"))
+    cuda_graph: bool = _setting(
+        "CUDA_GRAPH", True,
+        "On a CUDA device, capture the native engine's DQN update once as a CUDA graph and "
+        "replay it (eager if the capture fails, said in the log); 0 runs it eagerly. Ignored "
+        "on the CPU.")
     engine: str = _setting(
         "ENGINE", "auto", "Training engine; auto = rlpyt where importable, else native.",
         choices=("auto", "native", "rlpyt"))

@@ -63,16 +63,34 @@ class StopRequest:
 
 @dataclass
 class OptStats:
-    """What the updates of one iteration report (empty lists before learning starts)."""
+    """What the updates of one iteration report (empty lists before learning starts).
+
+    An engine whose updates run on a GPU leaves its reports there, in ``pending`` (one
+    ``[loss, grad_norm, td_abs_err...]`` tensor per update), and the runner reads them back
+    with ``settle`` at its log points: one device-to-host copy per log point, not one per
+    update.
+    """
 
     losses: list[float] = field(default_factory=list)
     grad_norms: list[float] = field(default_factory=list)
     td_abs_errs: list[float] = field(default_factory=list)
+    pending: list[torch.Tensor] = field(default_factory=list)
 
     def extend(self, other: OptStats) -> None:
         self.losses += other.losses
         self.grad_norms += other.grad_norms
         self.td_abs_errs += other.td_abs_errs
+        self.pending += other.pending
+
+    def settle(self) -> None:
+        """Bring the pending reports to the host, in update order, into the lists."""
+        if not self.pending:
+            return
+        reports = torch.stack(self.pending).cpu().double().numpy()
+        self.pending = []
+        self.losses += reports[:, 0].tolist()
+        self.grad_norms += reports[:, 1].tolist()
+        self.td_abs_errs += reports[:, 2:].ravel().tolist()
 
 
 class Engine(Protocol):
@@ -130,13 +148,14 @@ def _eval_columns(evaluation: Evaluation | None, cum_eval_time: float,
 
 def check_finite(stats: OptStats, itr: int, engine: Engine) -> None:
     """Stop at the first NaN or infinite loss or gradient norm: the weights are no longer
-    finite (or soon will not be), and training on would only write snapshots of NaN. The
-    floats are already on the host, so this costs nothing per update."""
+    finite (or soon will not be), and training on would only write snapshots of NaN. Checks
+    the reports already on the host (every iteration, at no cost); pending device reports
+    are checked at the log point that settles them, before its snapshot."""
     for name, values in (("loss", stats.losses), ("gradient norm", stats.grad_norms)):
         bad = next((v for v in values if not math.isfinite(v)), None)
         if bad is not None:
             raise TrainingDivergedError(
-                f"training diverged: {name} {bad} at itr {itr} (update {engine.update_counter}, "
+                f"training diverged: {name} {bad} by itr {itr} (update {engine.update_counter}, "
                 f"learning rate {engine.learning_rate:g}); stopped before writing a snapshot, "
                 "so the run's last snapshot is the last finite one. Lower LR, or warm-start "
                 "from another snapshot.")
@@ -203,6 +222,10 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
         stopping = stop.requested
         final = itr == budget.target_itr or stopping
         if (itr + 1) % log_itrs == 0 or final:
+            opt.settle()  # the window's device reports, in one copy, checked before a snapshot
+            check_finite(opt, itr, engine)
+            if opt.losses:
+                last_loss = opt.losses[-1]
             evaluation = None
             if periodic is not None and not stopping and periodic.due(itr, end=final):
                 log(f"evaluating {config.eval_episodes} game(s) at {budget.steps_done(itr):,} "
@@ -248,6 +271,10 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
             last_log_time, updates_at_log = now, engine.update_counter
 
         if now - last_print >= PROGRESS_SECONDS or final:
+            if opt.pending:
+                opt.settle()
+                check_finite(opt, itr, engine)
+                last_loss = opt.losses[-1]
             done_steps = (itr - start.first_itr + 1) * per_itr
             rate = (done_steps - steps_at_print) / max(now - last_print, 1e-9)
             left = (budget.target_itr - itr) * per_itr

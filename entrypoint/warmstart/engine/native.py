@@ -21,14 +21,16 @@ from ..checkpoint.resume_state import ResumePayload, ResumeState
 from ..checkpoint.start import StartPoint
 from ..config import Config, updates_per_iteration
 from ..errors import SnapshotError
-from . import resume
+from . import device_replay, resume
 from .device import to_cpu
+from .device_replay import DeviceReplay
 from .dqn import DqnLearner, load_optimizer_state, make_optimizer
 from .envs import env_seeds
 from .loop import OptStats
 from .model import AtariDqnModel
 from .replay import PrioritizedReplay, UniformReplay
 from .schedules import EPS_INIT, PRI_BETA_FINAL, PRI_BETA_INIT, PRI_BETA_STEPS, linear_ramp
+from .static_update import StaticUpdate
 from .trajectory import add_step, finished, new_trajectory
 from .workers import make_envs, worker_count
 
@@ -66,7 +68,9 @@ class NativeEngine:
         n_actions = self.envs.n_actions
         self.model = AtariDqnModel(n_actions, dueling=config.dueling).to(self.device)
         self.target = AtariDqnModel(n_actions, dueling=config.dueling).to(self.device)
-        self.optimizer = make_optimizer(self.model, start.lr, config.batch_size)
+        graph = self.device.type == "cuda" and config.cuda_graph
+        self.optimizer = make_optimizer(self.model, start.lr, config.batch_size,
+                                        capturable=graph)
         update_counter = self._load(start) if start.snapshot is not None else 0
         if start.snapshot is None:
             self.target.load_state_dict(self.model.state_dict())
@@ -74,14 +78,17 @@ class NativeEngine:
             group["lr"] = start.lr
         replay_kwargs = {"n_step_return": config.n_step_return, "discount": config.discount,
                          "seed": replay_seed, "streams": shape.batch_B}
-        self.replay: UniformReplay = (
-            PrioritizedReplay(config.replay_size, alpha=0.6, beta=PRI_BETA_INIT, **replay_kwargs)
-            if config.prioritized_replay else UniformReplay(config.replay_size, **replay_kwargs))
+        self.replay = self._make_replay(replay_kwargs)
         self.learner = DqnLearner(
             self.model, self.target, self.optimizer, discount=config.discount,
             n_step_return=config.n_step_return, double_dqn=config.double_dqn,
             clip_grad_norm=config.clip_grad_norm, target_update_interval=config.target_update_interval,
             prioritized_replay=config.prioritized_replay, update_counter=update_counter)
+        self.static_update = StaticUpdate(self.learner, config.batch_size, self.device,
+                                          graph=graph, log=self.log)
+        # the report's loss, grad norm and every 8th |TD error| (what the log's stats sample)
+        self._report_rows = torch.tensor([0, 1, *range(2, 2 + config.batch_size, 8)],
+                                         device=self.device)
         self.updates_per_itr = updates_per_iteration(config.replay_ratio, shape.sampler_batch,
                                                      config.batch_size)
         self._batch_t = shape.batch_T
@@ -92,6 +99,25 @@ class NativeEngine:
         self._trajectories = [new_trajectory() for _ in range(shape.batch_B)]
         if start.resume_state is not None:
             self._restore(start.resume_state)
+
+    def _make_replay(self, kwargs: dict[str, Any]) -> UniformReplay | DeviceReplay:
+        """The numpy replay (its draws are what exact resume replays), or on a GPU the device
+        replay, whose frames stay on the GPU when they fit (else in pinned host memory)."""
+        config = self.config
+        if config.prioritized_replay:  # its sum tree lives on the host
+            if self.device.type == "cuda":
+                self.log("prioritized replay: frames and sum tree stay in host memory (one "
+                         "copy of the |TD errors| back per update, for the priorities)")
+            return PrioritizedReplay(config.replay_size, alpha=0.6, beta=PRI_BETA_INIT,
+                                     **kwargs)
+        if self.device.type != "cuda" or config.resume_state == "full":
+            if self.device.type == "cuda":
+                self.log("RESUME_STATE=full: the replay stays in host memory, where a resume "
+                         "state is saved from")
+            return UniformReplay(config.replay_size, **kwargs)
+        on_device = device_replay.storage_for(config.replay_size, self.device, self.log)
+        return DeviceReplay(config.replay_size, device=self.device, on_device=on_device,
+                            **kwargs)
 
     def _load(self, start: StartPoint) -> int:
         """Load weights and optimizer state; returns the update count the optimizer has seen."""
@@ -236,12 +262,11 @@ class NativeEngine:
             return stats
         for _ in range(self.updates_per_itr):
             batch = self.replay.sample(self.config.batch_size)
-            info = self.learner.update(batch)
-            if self.config.prioritized_replay:
-                self.replay.update_priorities(batch.idxs, info.td_abs_err)
-            stats.losses.append(info.loss)
-            stats.grad_norms.append(info.grad_norm)
-            stats.td_abs_errs.extend(info.td_abs_err[::8].tolist())
+            report = self.static_update.run(batch)
+            if isinstance(self.replay, PrioritizedReplay):  # a host sum tree: one copy back
+                self.replay.update_priorities(batch.idxs, report[2:].cpu().numpy())
+            # loss, grad norm and every 8th |TD error|, left where they are until a log point
+            stats.pending.append(report.index_select(0, self._report_rows))
         if self.config.prioritized_replay:
             self.replay.beta = linear_ramp(itr, self.start.run.budget.eps_decay_start_itr,
                                            self._beta_itr_max, PRI_BETA_INIT, PRI_BETA_FINAL)
