@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .batch import ReplayBatch
-from .replay import UniformReplay
+from .replay import ReplayRows, UniformReplay
 
 MARGIN_BYTES = 4 << 30
 """Device memory left free beside the replay: the model, target, Adam moments, the update's
@@ -37,7 +37,7 @@ def storage_for(size: int, device: torch.device, log: Callable[[str], None]) -> 
     return fits
 
 
-class DeviceReplay:
+class DeviceReplay(ReplayRows):
     """``UniformReplay`` in tensors on ``storage`` (a device, or pinned host memory for
     ``device``), handing out batches on ``device``.
 
@@ -49,43 +49,23 @@ class DeviceReplay:
                  num_img_obs: int = 4, frame_shape: tuple[int, int] = (104, 80),
                  n_step_return: int = 1, discount: float = 0.99, seed: int = 0,
                  streams: int = 1) -> None:
-        if num_img_obs < 1 or n_step_return < 1 or streams < 1:
-            raise ValueError("num_img_obs, n_step_return and streams must be at least 1")
-        self.off_forward = max(1, num_img_obs - 1)
-        rows = size // streams
-        if rows <= n_step_return + self.off_forward:
-            raise ValueError(f"a replay of {rows} rows holds no complete "
-                             f"{n_step_return}-step transition of {num_img_obs} frames")
-        self.size, self.streams = rows, streams
-        self.num_img_obs, self.n_step_return = num_img_obs, n_step_return
+        super().__init__(size, num_img_obs=num_img_obs, n_step_return=n_step_return,
+                         streams=streams)
         self.device = device
         storage = device if on_device else torch.device("cpu")
         pin = not on_device and device.type == "cuda"
-        slots = rows * streams
+        slots = self.size * streams
         self.frames = torch.zeros((slots, *frame_shape), dtype=torch.uint8, device=storage,
                                   pin_memory=pin)
         self.actions = torch.zeros(slots, dtype=torch.int64, device=storage, pin_memory=pin)
         self.rewards = torch.zeros(slots, dtype=torch.float32, device=storage, pin_memory=pin)
         self.dones = torch.zeros(slots, dtype=torch.bool, device=storage, pin_memory=pin)
-        self.written = 0
         self.generator = torch.Generator(storage).manual_seed(seed)
         self._storage = storage
         self._discounts = [np.float32(discount ** k) for k in range(n_step_return)]
         self._frame_offsets = torch.arange(1 - num_img_obs, 1, device=storage) * streams
         self._done_offsets = torch.arange(1 - num_img_obs, 0, device=storage) * streams
         self._return_offsets = torch.arange(n_step_return, device=storage) * streams
-
-    def __len__(self) -> int:
-        return min(self.written, self.size) * self.streams
-
-    def _step_range(self) -> tuple[int, int]:
-        """Sampleable rows, as ``UniformReplay._step_range`` (host integers: no sync)."""
-        low = self.off_forward + max(0, self.written - self.size)
-        return low, self.written - self.n_step_return
-
-    def can_sample(self) -> bool:
-        low, high = self._step_range()
-        return high > low
 
     def append(self, frame: np.ndarray, action: int | np.ndarray, reward: float | np.ndarray,
                done: bool | np.ndarray) -> None:

@@ -73,16 +73,13 @@ def check_memory(size: int) -> None:
             "available; lower REPLAY_SIZE or give the job more memory.")
 
 
-class UniformReplay:
-    """Draws sampleable slots uniformly, with replacement (rlpyt's ``UniformReplayFrameBuffer``).
+class ReplayRows:
+    """The row layout both replays share (rlpyt's ``[T, B]`` buffer, flattened): ``size``
+    rows of ``streams`` slots, written row by row, and which rows hold a complete n-step
+    transition of ``num_img_obs`` frames."""
 
-    A batch's observation tensors are views of an output array that the next ``sample()``
-    (or ``batch_at()``) call overwrites: move or copy a batch before drawing the next one.
-    """
-
-    def __init__(self, size: int, *, num_img_obs: int = 4,
-                 frame_shape: tuple[int, int] = (104, 80), n_step_return: int = 1,
-                 discount: float = 0.99, seed: int = 0, streams: int = 1) -> None:
+    def __init__(self, size: int, *, num_img_obs: int, n_step_return: int,
+                 streams: int) -> None:
         """``size`` transitions in all: ``size // streams`` rows of ``streams`` (as rlpyt)."""
         if num_img_obs < 1 or n_step_return < 1 or streams < 1:
             raise ValueError("num_img_obs, n_step_return and streams must be at least 1")
@@ -95,12 +92,40 @@ class UniformReplay:
         self.streams = streams
         self.num_img_obs = num_img_obs
         self.n_step_return = n_step_return
-        slots = rows * streams
+        self.written = 0  # rows appended since the buffer was made; the cursor is written % size
+
+    def __len__(self) -> int:
+        """Transitions currently stored (sampleable or not), in the first slots."""
+        return min(self.written, self.size) * self.streams
+
+    def _step_range(self) -> tuple[int, int]:
+        """Sampleable rows, counted from the start of the streams: ``[low, high)``."""
+        low = self.off_forward + max(0, self.written - self.size)
+        return low, self.written - self.n_step_return
+
+    def can_sample(self) -> bool:
+        """Whether at least one slot holds a complete n-step transition."""
+        low, high = self._step_range()
+        return high > low
+
+
+class UniformReplay(ReplayRows):
+    """Draws sampleable slots uniformly, with replacement (rlpyt's ``UniformReplayFrameBuffer``).
+
+    A batch's observation tensors are views of an output array that the next ``sample()``
+    (or ``batch_at()``) call overwrites: move or copy a batch before drawing the next one.
+    """
+
+    def __init__(self, size: int, *, num_img_obs: int = 4,
+                 frame_shape: tuple[int, int] = (104, 80), n_step_return: int = 1,
+                 discount: float = 0.99, seed: int = 0, streams: int = 1) -> None:
+        super().__init__(size, num_img_obs=num_img_obs, n_step_return=n_step_return,
+                         streams=streams)
+        slots = self.size * streams
         self.frames = np.zeros((slots, *frame_shape), dtype=np.uint8)
         self.actions = np.zeros(slots, dtype=np.int32)
         self.rewards = np.zeros(slots, dtype=np.float32)
         self.dones = np.zeros(slots, dtype=bool)
-        self.written = 0  # rows appended since the buffer was made; the cursor is written % size
         self.rng = np.random.default_rng(seed)
         # rlpyt multiplies a float32 reward by the Python float discount**k: float32 arithmetic.
         self._discounts = np.array([discount ** k for k in range(n_step_return)],
@@ -122,23 +147,9 @@ class UniformReplay:
         """
         return frame_shape[0] * frame_shape[1] + 4 + 4 + 1 + 2 * 8
 
-    def __len__(self) -> int:
-        """Transitions currently stored (sampleable or not), in the first slots."""
-        return min(self.written, self.size) * self.streams
-
     def _slots(self, rows: np.ndarray) -> np.ndarray:
         """Every stream's slot of ``rows`` (row-major: row by row, streams in order)."""
         return (np.asarray(rows)[:, None] * self.streams + np.arange(self.streams)).ravel()
-
-    def _step_range(self) -> tuple[int, int]:
-        """Sampleable rows, counted from the start of the streams: ``[low, high)``."""
-        low = self.off_forward + max(0, self.written - self.size)
-        return low, self.written - self.n_step_return
-
-    def can_sample(self) -> bool:
-        """Whether at least one slot holds a complete n-step transition."""
-        low, high = self._step_range()
-        return high > low
 
     def valid_idxs(self) -> np.ndarray:
         """The slots ``sample`` may return now, in time order."""
