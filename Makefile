@@ -27,7 +27,7 @@ export $(DEMO_SETTINGS)
 
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: venv train test bench inspect eval lineage readme clean
+.PHONY: venv train test bench learn-check inspect eval lineage readme clean
 
 venv: $(VENV_STAMP)
 
@@ -78,6 +78,11 @@ test: venv
 # table and writes bench-results/bench-<date>.json. DEVICE=cuda make bench on a GPU machine.
 bench: venv
 	$(VENV)/bin/python bench/throughput.py $(BENCH_ARGS)
+
+# Does the fast path learn? pong from scratch in rlpyt's 2 x 16 shape for LEARN_MINUTES
+# (default 8) on DEVICE (default cuda), then 10 games and the curve (bench/learn_check.sh).
+learn-check: venv
+	bench/learn_check.sh
 
 # Summarise the newest snapshot in CKPT_DIR.
 inspect: venv
