@@ -19,7 +19,7 @@ export PATH="$PWD/$tools/bin:$PATH"
 echo "== hadolint docker/Dockerfile"
 hadolint docker/Dockerfile
 echo "== shellcheck"
-shellcheck -x docker/*.sh .ci/run
+shellcheck -x docker/*.sh bench/*.sh .ci/run
 echo "== actionlint"
 actionlint .github/workflows/*.yml
 echo "== kubernetes-validate --strict -k $K8S_VERSION"
