@@ -421,7 +421,7 @@ def test_real_rlpyt_2x16_run_continues(tmp_path: Path) -> None:
     made = subprocess.run([sys.executable, "-c", _RLPYT_2X16, str(tmp_path / "rlpyt")],
                           capture_output=True, text=True, timeout=600, check=False)
     assert made.returncode == 0, made.stdout + made.stderr
-    parent = tmp_path / "rlpyt_0" / "params.pkl"
+    parent = tmp_path / "rlpyt" / "run_0" / "params.pkl"  # logger_context: <log_dir>/run_<ID>
     counters = snap.read_training(parent)
     assert counters.cum_steps == counters.itr * 32
     result = warmstart(CKPT_DIR=str(tmp_path), **(FILES_ONLY_RUN | {"STEPS": "64"}))
