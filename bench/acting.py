@@ -4,7 +4,7 @@ What a sampler iteration costs without learning: every environment steps (random
 the games do not depend on an untrained network), and the model chooses the ``B`` actions in
 one forward on the chosen device, its argmax brought back to the host as acting needs it.
 Each ``B`` runs with the environments in this process (serial, as one worker) and with worker
-processes (engine/workers.py, one per usable CPU at most), so the table shows what parallel
+processes (engine/samplers/workers.py, one per usable CPU at most), so the table shows what parallel
 workers gain. Only the steps are timed, not the workers' start.
 """
 
@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 import torch
-from warmstart.engine.cpus import usable_cpus
-from warmstart.engine.envs import SerialEnvs, env_seeds
-from warmstart.engine.model import AtariDqnModel
-from warmstart.engine.workers import ParallelEnvs, worker_count
+from warmstart.engine.agents.model import AtariDqnModel
+from warmstart.engine.hardware.cpus import usable_cpus
+from warmstart.engine.samplers.envs import SerialEnvs, env_seeds
+from warmstart.engine.samplers.workers import ParallelEnvs, worker_count
 
 GAME = "pong"
 BLOCKS = 8

@@ -15,11 +15,11 @@ from typing import Any
 
 import limits
 import torch
-from warmstart.engine.device_replay import DeviceReplay
-from warmstart.engine.dqn import DqnLearner, make_optimizer
-from warmstart.engine.model import AtariDqnModel
-from warmstart.engine.replay import UniformReplay
-from warmstart.engine.static_update import WARMUP_UPDATES, StaticUpdate
+from warmstart.engine.agents.model import AtariDqnModel
+from warmstart.engine.algos.dqn import DqnLearner, make_optimizer
+from warmstart.engine.algos.static_update import WARMUP_UPDATES, StaticUpdate
+from warmstart.engine.replays.device_replay import DeviceReplay
+from warmstart.engine.replays.replay import UniformReplay
 from warmstart.games import minimal_action_count
 
 

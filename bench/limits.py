@@ -19,10 +19,10 @@ import psutil
 import torch
 from allocator import keep_freed_memory
 from warmstart.config import EXAMPLE_1
-from warmstart.engine.atari import AtariEnv
-from warmstart.engine.dqn import DqnLearner, make_optimizer
-from warmstart.engine.model import AtariDqnModel
-from warmstart.engine.replay import PrioritizedReplay, UniformReplay
+from warmstart.engine.agents.model import AtariDqnModel
+from warmstart.engine.algos.dqn import DqnLearner, make_optimizer
+from warmstart.engine.replays.replay import PrioritizedReplay, UniformReplay
+from warmstart.engine.samplers.atari import AtariEnv
 from warmstart.games import minimal_action_count
 
 

@@ -24,7 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from warmstart.checkpoint.run import PROGRESS, Budget, RunDir
+from warmstart.checkpoint.counters import Budget
+from warmstart.checkpoint.rows import PROGRESS
+from warmstart.checkpoint.run import RunDir
 from warmstart.config import EXAMPLE_1, Config
 
 GAMES = ("pong", "breakout", "seaquest", "qbert", "space_invaders")

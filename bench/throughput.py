@@ -36,8 +36,8 @@ import limits
 import torch
 from warmstart.checkpoint import atomic
 from warmstart.config import EXAMPLE_1
-from warmstart.engine.cpus import usable_cpus
-from warmstart.engine.replay import UniformReplay
+from warmstart.engine.hardware.cpus import usable_cpus
+from warmstart.engine.replays.replay import UniformReplay
 from warmstart.provenance import versions
 
 UPDATES_PER_ITR = 1  # example 1: max(1, round(8 * 4 / 32))

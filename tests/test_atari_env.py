@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from warmstart import games
-from warmstart.engine.atari import AtariEnv
+from warmstart.engine.samplers.atari import AtariEnv
 
 NOOP = ale_py.Action.NOOP
 

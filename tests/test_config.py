@@ -179,7 +179,7 @@ def test_flag_overrides_environment_and_is_validated(tmp_path: Path) -> None:
 
 def test_train_says_how_it_read_the_game_and_warns_of_too_many_threads(tmp_path: Path) -> None:
     """One line each: the gym id's rlpyt name, and threads beyond the CPUs it may use."""
-    from warmstart.engine.cpus import usable_cpus
+    from warmstart.engine.hardware.cpus import usable_cpus
 
     threads = usable_cpus() + 3
     result = warmstart(CKPT_DIR=str(tmp_path), GAME="PongNoFrameskip-v4", STEPS="100",

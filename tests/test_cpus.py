@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from warmstart.engine.cpus import cpu_quota, usable_cpus
+from warmstart.engine.hardware.cpus import cpu_quota, usable_cpus
 
 AFFINITY = len(os.sched_getaffinity(0))
 

@@ -16,11 +16,11 @@ import pytest
 import torch
 from test_dqn import LR, B, make_batch, models
 from test_replay import GAMMA, SHAPE, _stream
-from warmstart.engine.device_replay import DeviceReplay
-from warmstart.engine.dqn import DqnLearner, make_optimizer
-from warmstart.engine.loop import OptStats, check_finite
-from warmstart.engine.replay import UniformReplay
-from warmstart.engine.static_update import WARMUP_UPDATES, StaticUpdate
+from warmstart.engine.algos.dqn import DqnLearner, make_optimizer
+from warmstart.engine.algos.static_update import WARMUP_UPDATES, StaticUpdate
+from warmstart.engine.replays.device_replay import DeviceReplay
+from warmstart.engine.replays.replay import UniformReplay
+from warmstart.engine.runners.loop import OptStats, check_finite
 from warmstart.errors import TrainingDivergedError
 
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 from conftest import SHORT_RUN, warmstart
 from warmstart.config import load
-from warmstart.engine.device import resolve_device
-from warmstart.engine.gpu_probe import PROBE_ROOT_ENV, driver_floor, find_gpu
+from warmstart.engine.hardware.device import resolve_device
+from warmstart.engine.hardware.gpu_probe import PROBE_ROOT_ENV, driver_floor, find_gpu
 from warmstart.errors import ConfigError, DeviceError
 
 DRIVER_535 = ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  "

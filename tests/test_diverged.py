@@ -12,7 +12,8 @@ from conftest import FILES_ONLY_RUN, SHORT_RUN, warmstart
 from warmstart import config
 from warmstart.checkpoint import atomic, discovery
 from warmstart.checkpoint import snapshot as snap
-from warmstart.checkpoint.run import Budget, RunDir
+from warmstart.checkpoint.counters import Budget
+from warmstart.checkpoint.run import RunDir
 from warmstart.errors import TrainingDivergedError
 
 

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 from warmstart.config import updates_per_iteration
-from warmstart.engine.batch import ReplayBatch
-from warmstart.engine.dqn import (
+from warmstart.engine.agents.model import AtariDqnModel
+from warmstart.engine.algos.dqn import (
     DqnLearner,
     UpdateInfo,
     load_optimizer_state,
     make_optimizer,
 )
-from warmstart.engine.model import AtariDqnModel
+from warmstart.engine.replays.batch import ReplayBatch
 
 B = 32
 LR = 2.5e-4

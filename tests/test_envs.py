@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from warmstart.engine.atari import AtariEnv
-from warmstart.engine.envs import SerialEnvs, env_seeds
+from warmstart.engine.samplers.atari import AtariEnv
+from warmstart.engine.samplers.envs import SerialEnvs, env_seeds
 
 
 def test_env_seeds_keep_environment_zero_and_differ() -> None:

@@ -265,8 +265,8 @@ def test_lineage_finds_a_moved_volume_and_reads_rlpyt_runs(lineage_ckpt: Path,
 
 def test_periodic_evaluation_leaves_training_state_alone() -> None:
     from warmstart.config import Config
-    from warmstart.engine.model import AtariDqnModel
-    from warmstart.engine.play import PeriodicEvaluation
+    from warmstart.engine.agents.model import AtariDqnModel
+    from warmstart.engine.playing.play import PeriodicEvaluation
 
     weights = AtariDqnModel(6).state_dict()
     evaluation = PeriodicEvaluation(Config(eval_every=200, eval_episodes=1),

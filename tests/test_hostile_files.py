@@ -31,6 +31,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warmstart.checkpoint import atomic, discovery, lock, records, resume_state, run, safe_read
 from warmstart.checkpoint import snapshot as snap
+from warmstart.checkpoint.counters import Budget
+from warmstart.checkpoint.manifest import MANIFEST, MANIFEST_FIELDS, load_manifest, read_manifest
+from warmstart.checkpoint.records import PARAMS_JSON
+from warmstart.checkpoint.rows import PROGRESS, read_progress
 from warmstart.config import Config
 from warmstart.errors import RunRecordError, SnapshotError
 from warmstart.reporting import lineage, report
@@ -235,7 +239,7 @@ def _config(ckpt: Path, name: str) -> Config:
 def _make_run(ckpt: Path, name: str = "job") -> run.RunDir:
     """A real run folder as a trainer leaves it (manifest, params.json, one snapshot)."""
     made = run.RunDir.create(ckpt / name, _config(ckpt, name), engine="native", n_actions=6,
-                             parent=None, budget=run.Budget(0, 99, 0), log=lambda _: None)
+                             parent=None, budget=Budget(0, 99, 0), log=lambda _: None)
     made.save_snapshot(9, _tiny_state)
     made.log_row({"Diagnostics/Iteration": 9, "Diagnostics/CumSteps": 40, "GameScore": 1.0})
     return made
@@ -251,11 +255,11 @@ def _readers_of_a_run(folder: Path) -> None:
     """Every reader of a run folder's records, as training, discovery, report and lineage use
     them; none may raise anything but the record's own one-line error."""
     try:
-        manifest = run.load_manifest(folder)
+        manifest = load_manifest(folder)
     except RunRecordError as err:
-        _one_line(err, folder / run.MANIFEST)
+        _one_line(err, folder / MANIFEST)
         manifest = None
-    assert run.read_manifest(folder) == manifest
+    assert read_manifest(folder) == manifest
     records.beside(folder / "params.pkl")
     lineage.read_run(folder)
     lineage.lineage(folder)
@@ -275,12 +279,12 @@ MANIFEST_DAMAGE = (
 def test_a_generated_manifest_is_a_manifest_or_one_damaged_record_line(data: bytes) -> None:
     with _folder() as ckpt, _no_hang():
         folder = _make_run(ckpt).path
-        (folder / run.MANIFEST).write_bytes(data)
+        (folder / MANIFEST).write_bytes(data)
         _readers_of_a_run(folder)
 
 
 @FEW
-@given(field=st.sampled_from(sorted(run.MANIFEST_FIELDS)), value=JSON_VALUES,
+@given(field=st.sampled_from(sorted(MANIFEST_FIELDS)), value=JSON_VALUES,
        nested=st.sampled_from(["", "budget", "parent", "snapshots"]), index=st.integers(0, 9))
 def test_a_manifest_with_a_field_of_another_type_is_read_or_refused_whole(
         field: str, value: Any, nested: str, index: int) -> None:
@@ -288,18 +292,18 @@ def test_a_manifest_with_a_field_of_another_type_is_read_or_refused_whole(
     the manifest passes the schema and every reader copes, or it is one damaged-record line."""
     with _folder() as ckpt, _no_hang():
         made = _make_run(ckpt)
-        manifest = json.loads((made.path / run.MANIFEST).read_text())
+        manifest = json.loads((made.path / MANIFEST).read_text())
         manifest["parent"] = {"path": str(made.path / "params.pkl"), "sha256": "0" * 64,
                               "itr": 1, "cum_steps": 4, "lr": 1e-4}
         holder = {"budget": manifest["budget"], "parent": manifest["parent"],
                   "snapshots": manifest["snapshots"][0], "": manifest}[nested]
         key = field if nested == "" else sorted(holder)[index % len(holder)]
         holder[key] = value
-        (made.path / run.MANIFEST).write_text(json.dumps(manifest))
+        (made.path / MANIFEST).write_text(json.dumps(manifest))
         _readers_of_a_run(made.path)
 
 
-@pytest.mark.parametrize("name", [run.MANIFEST, run.PARAMS_JSON, run.PROGRESS])
+@pytest.mark.parametrize("name", [MANIFEST, PARAMS_JSON, PROGRESS])
 @pytest.mark.parametrize("kind", SPECIAL)
 def test_special_files_as_run_records(name: str, kind: str) -> None:
     with _folder() as ckpt, _no_hang():
@@ -307,11 +311,11 @@ def test_special_files_as_run_records(name: str, kind: str) -> None:
         (folder / name).unlink()
         _make_special(folder / name, kind)
         _readers_of_a_run(folder)
-        if name == run.MANIFEST and kind != "dangling":
+        if name == MANIFEST and kind != "dangling":
             with pytest.raises(RunRecordError, match="damaged run record"):
-                run.load_manifest(folder)
-        if name == run.PARAMS_JSON:
-            (folder / run.MANIFEST).unlink()  # params.json is then what names the game
+                load_manifest(folder)
+        if name == PARAMS_JSON:
+            (folder / MANIFEST).unlink()  # params.json is then what names the game
             assert records.beside(folder / "params.pkl").game is None
 
 
@@ -327,13 +331,13 @@ def test_a_generated_progress_csv_is_resumed_or_one_damaged_record_line(data: by
     with _folder() as ckpt, _no_hang():
         made = _make_run(ckpt)
         made.release()
-        (made.path / run.PROGRESS).write_bytes(data)
+        (made.path / PROGRESS).write_bytes(data)
         _readers_of_a_run(made.path)
         try:
             reopened = run.RunDir.open(made.path, _config(ckpt, "job"), log=lambda _: None)
         except RunRecordError as err:
-            _one_line(err, made.path / run.PROGRESS)
-            assert (made.path / run.PROGRESS).read_bytes() == data
+            _one_line(err, made.path / PROGRESS)
+            assert (made.path / PROGRESS).read_bytes() == data
             return
         assert reopened is not None
         reopened.forget_rows_after(5)
@@ -374,7 +378,7 @@ def test_a_lock_file_linked_to_a_snapshot_leaves_the_snapshot_intact(tmp_path: P
     (folder / lock.FILE).symlink_to(made.path / "params.pkl")
     with pytest.raises(RunRecordError):
         run.RunDir.create(folder, _config(tmp_path, "job"), engine="native", n_actions=6,
-                          parent=None, budget=run.Budget(0, 99, 0), log=print)
+                          parent=None, budget=Budget(0, 99, 0), log=print)
     assert (made.path / "params.pkl").read_bytes() == before
 
 
@@ -406,7 +410,7 @@ def test_a_snapshot_written_just_before_a_kill_is_still_the_runs_own(tmp_path: P
     assert restarted is not None
     restarted.save_snapshot(29, _tiny_state)
     assert snap.read_training(made.path / "params.pkl").itr == 29
-    assert "writing" not in run.load_manifest(made.path)
+    assert "writing" not in load_manifest(made.path)
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev_zero", "dangling", "link_to_file"])
@@ -434,7 +438,7 @@ def test_a_run_name_folder_of_another_run_is_not_taken_over(tmp_path: Path) -> N
     (folder / "progress.csv").write_bytes(b"Diagnostics/Iteration\n1\n")
     with pytest.raises(RunRecordError, match="no manifest.json"):
         run.RunDir.create(folder, _config(tmp_path, "rlpyt_run"), engine="native",
-                          n_actions=6, parent=None, budget=run.Budget(0, 99, 0), log=print)
+                          n_actions=6, parent=None, budget=Budget(0, 99, 0), log=print)
     assert sorted(p.name for p in folder.iterdir()) == [lock.FILE, "params.pkl", "progress.csv"]
     assert (folder / lock.FILE).read_bytes() == b""  # never claimed
 
@@ -443,7 +447,7 @@ def test_keep_snapshots_prunes_only_files_the_run_wrote(tmp_path: Path) -> None:
     config = Config(ckpt_dir=tmp_path, run_name="job", game="pong", steps=400,
                     snapshot_mode="all", keep_snapshots=1)
     made = run.RunDir.create(tmp_path / "job", config, engine="native", n_actions=6,
-                             parent=None, budget=run.Budget(0, 99, 0), log=print)
+                             parent=None, budget=Budget(0, 99, 0), log=print)
     (made.path / "itr_1.pkl").write_bytes(b"copied in by hand")
     made.save_snapshot(5, _tiny_state)
     made.save_snapshot(9, _tiny_state)
@@ -512,11 +516,11 @@ def _files(folder: Path) -> dict[str, bytes]:
 def test_a_run_name_run_with_a_damaged_manifest_stops_with_7_untouched(
         finished_run: Path, tmp_path: Path, damage: bytes) -> None:
     ckpt = _copy(finished_run, tmp_path)
-    (ckpt / "run_0" / run.MANIFEST).write_bytes(damage)
+    (ckpt / "run_0" / MANIFEST).write_bytes(damage)
     before = _files(ckpt / "run_0")
     line = _stopped(warmstart(CKPT_DIR=str(ckpt), RUN_NAME="run_0",
                               **(FILES_ONLY_RUN | {"STEPS": "200"})), 7)
-    assert f"{ckpt / 'run_0' / run.MANIFEST}: damaged run record" in line
+    assert f"{ckpt / 'run_0' / MANIFEST}: damaged run record" in line
     assert "another RUN_NAME" in line
     assert _files(ckpt / "run_0") == before
     assert sorted(p.name for p in ckpt.iterdir()) == ["run_0"]
@@ -530,20 +534,20 @@ def test_a_new_run_leaves_its_parents_lock_and_a_damaged_latest_run_alone(
     assert done.returncode == 0, done.stdout + done.stderr
     assert (ckpt / "run_0" / lock.FILE).read_bytes() == parent_lock
     assert f"pid {os.getpid()}" not in parent_lock.decode()
-    manifest = json.loads((ckpt / "run_1" / run.MANIFEST).read_text())
+    manifest = json.loads((ckpt / "run_1" / MANIFEST).read_text())
     assert manifest["parent"]["path"] == str(ckpt / "run_0" / "params.pkl")
-    (ckpt / "run_1" / run.MANIFEST).write_bytes(b"[1, 2, 3]")  # latest run damaged
+    (ckpt / "run_1" / MANIFEST).write_bytes(b"[1, 2, 3]")  # latest run damaged
     before = _files(ckpt / "run_1")
     done = warmstart(CKPT_DIR=str(ckpt), **(FILES_ONLY_RUN | {"STEPS": "100"}))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "not resuming run run_1, whose records cannot be read" in done.stdout
     assert _files(ckpt / "run_1") == before
-    assert (ckpt / "run_2" / run.MANIFEST).exists()
+    assert (ckpt / "run_2" / MANIFEST).exists()
 
 
 def test_progress_rows_are_read_as_csv(tmp_path: Path) -> None:
     """The CSV the readers see is the file's own (quoted fields, CRLF), read once, bounded."""
-    (tmp_path / run.PROGRESS).write_bytes(b'Diagnostics/Iteration,Note\r\n1,"a,\r\nb"\r\n')
-    rows = run.read_progress(tmp_path)
+    (tmp_path / PROGRESS).write_bytes(b'Diagnostics/Iteration,Note\r\n1,"a,\r\nb"\r\n')
+    rows = read_progress(tmp_path)
     assert rows == [{"Diagnostics/Iteration": "1", "Note": "a,\r\nb"}]
 

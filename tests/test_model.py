@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from warmstart.engine.model import AtariDqnModel, state_dict_signature
+from warmstart.engine.agents.model import AtariDqnModel, state_dict_signature
 
 PONG_PARAMETERS = 3_620_518
 

@@ -14,8 +14,8 @@ import numpy as np
 import psutil
 import pytest
 from conftest import clean_env
-from warmstart.engine.envs import EnvSteps, SerialEnvs, env_seeds
-from warmstart.engine.workers import ParallelEnvs, make_envs, worker_count
+from warmstart.engine.samplers.envs import EnvSteps, SerialEnvs, env_seeds
+from warmstart.engine.samplers.workers import ParallelEnvs, make_envs, worker_count
 from warmstart.errors import EXIT_CODES, SamplerError
 
 B = 4
@@ -186,7 +186,7 @@ def test_a_dead_worker_is_one_clear_error_not_a_hang(command: str) -> None:
 TRAINER = """
 import signal, sys
 import numpy as np, torch
-from warmstart.engine.workers import ParallelEnvs
+from warmstart.engine.samplers.workers import ParallelEnvs
 
 torch.set_num_threads(2)
 torch.ones(256, 256) @ torch.ones(256, 256)  # torch's threads run before the workers start

@@ -24,7 +24,7 @@ import pytest
 import torch
 from conftest import FILES_ONLY_RUN, REPO, SHORT_RUN, clean_env, warmstart
 from warmstart.checkpoint.atomic import TEMP_MARKER
-from warmstart.engine.loop import DUPLICATE_WINDOW_S
+from warmstart.engine.runners.loop import DUPLICATE_WINDOW_S
 
 # Many log points, so snapshot writes are frequent targets for a kill.
 BUSY = SHORT_RUN | {"LOG_EVERY": "40", "SNAPSHOT_MODE": "last+gap", "SNAPSHOT_EVERY": "80",
@@ -138,7 +138,7 @@ def test_a_second_signal_after_the_window_exits_at_once() -> None:
     """The trainer's own handlers, in a process whose iteration never ends: only a deliberate
     second signal gets it out, with the first signal's exit code."""
     harness = ("import time\n"
-               "from warmstart.engine.loop import StopRequest\n"
+               "from warmstart.engine.runners.loop import StopRequest\n"
                "from warmstart.train import _install_signal_handlers\n"
                "_install_signal_handlers(StopRequest())\n"
                "print('ready', flush=True)\n"

@@ -14,8 +14,8 @@ import numpy as np
 import psutil
 import pytest
 import torch
-from warmstart.engine.replay import PrioritizedReplay, UniformReplay, check_memory
-from warmstart.engine.sum_tree import FANOUT, SumTree
+from warmstart.engine.replays.replay import PrioritizedReplay, UniformReplay, check_memory
+from warmstart.engine.replays.sum_tree import FANOUT, SumTree
 from warmstart.errors import ConfigError
 
 SHAPE = (6, 5)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, warmstart
-from warmstart.checkpoint.run import MANIFEST, PROGRESS
+from warmstart.checkpoint.manifest import MANIFEST
+from warmstart.checkpoint.rows import PROGRESS
 from warmstart.reporting import report
 
 sys.path.insert(0, str(REPO / "bench"))

@@ -15,7 +15,7 @@ import torch
 from warmstart import config
 from warmstart.checkpoint import resume_state as rs
 from warmstart.checkpoint import snapshot as snap
-from warmstart.engine.model import AtariDqnModel
+from warmstart.engine.agents.model import AtariDqnModel
 from warmstart.errors import ConfigError, SnapshotError
 
 FULL = config.load({"RESUME_STATE": "full", "REPLAY_SIZE": "500"})

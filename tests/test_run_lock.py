@@ -15,7 +15,8 @@ import torch
 from conftest import SHORT_RUN, clean_env, warmstart
 from warmstart import config
 from warmstart.checkpoint import atomic, discovery, lock
-from warmstart.checkpoint.run import Budget, RunDir
+from warmstart.checkpoint.counters import Budget
+from warmstart.checkpoint.run import RunDir
 
 LONG_RUN = SHORT_RUN | {"STEPS": "100000"}
 

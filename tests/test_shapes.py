@@ -22,7 +22,8 @@ import torch
 from conftest import FILES_ONLY_RUN, SHORT_RUN, warmstart
 from warmstart.checkpoint import progress, records
 from warmstart.checkpoint import snapshot as snap
-from warmstart.checkpoint.run import Budget, RunDir
+from warmstart.checkpoint.counters import Budget
+from warmstart.checkpoint.run import RunDir
 from warmstart.checkpoint.start import StartPoint, prepare
 from warmstart.config import (
     COLD_MIN_STEPS_LEARN,
@@ -31,7 +32,7 @@ from warmstart.config import (
     load,
     updates_per_iteration,
 )
-from warmstart.engine.schedules import EPS_INIT, linear_ramp
+from warmstart.engine.algos.schedules import EPS_INIT, linear_ramp
 from warmstart.errors import ConfigError
 
 SHAPES = [EXAMPLE_1, SamplerShape(2, 16), SamplerShape(8, 2)]

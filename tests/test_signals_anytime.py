@@ -23,7 +23,7 @@ from conftest import FILES_ONLY_RUN, clean_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warmstart.checkpoint.atomic import TEMP_MARKER
-from warmstart.checkpoint.run import read_manifest
+from warmstart.checkpoint.manifest import read_manifest
 
 SIGNALS = st.sampled_from([signal.SIGINT, signal.SIGTERM])
 FEW = settings(max_examples=5, deadline=None,

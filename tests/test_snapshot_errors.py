@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import FILES_ONLY_RUN, SHORT_RUN, warmstart
-from warmstart.checkpoint import discovery, resume_state, run
+from warmstart.checkpoint import discovery, resume_state
 from warmstart.checkpoint import snapshot as snap
+from warmstart.checkpoint.manifest import MANIFEST, read_manifest
+from warmstart.checkpoint.rows import PROGRESS
 
 
 def _outcome(path: Path) -> list[tuple[int, int] | snap.Snapshot | snap.SnapshotError]:
@@ -313,8 +315,8 @@ def test_strict_snapshots_stops_at_garbage(rlpyt_run_dir: Path) -> None:
 @pytest.mark.parametrize("data", [b"[1, 2]", b'"text"', b"\xff\xfe garbage", b"{", b""],
                          ids=["list", "string", "not utf-8", "cut short", "empty"])
 def test_a_damaged_manifest_is_no_manifest(tmp_path: Path, data: bytes) -> None:
-    (tmp_path / run.MANIFEST).write_bytes(data)
-    assert run.read_manifest(tmp_path) is None
+    (tmp_path / MANIFEST).write_bytes(data)
+    assert read_manifest(tmp_path) is None
 
 
 @pytest.mark.parametrize("meta", [b"[1]", b'{"format": 1}', b"\xff\xfe", b"{"],
@@ -333,6 +335,6 @@ def test_a_damaged_resume_state_is_one_snapshot_error(tmp_path: Path, meta: byte
 def test_resuming_a_run_with_a_damaged_progress_csv_is_one_line(tmp_path: Path) -> None:
     settings = FILES_ONLY_RUN | {"STEPS": "100", "RUN_NAME": "job", "CKPT_DIR": str(tmp_path)}
     assert warmstart(**settings).returncode == 0
-    (tmp_path / "job" / run.PROGRESS).write_bytes(GARBAGE["random"])
+    (tmp_path / "job" / PROGRESS).write_bytes(GARBAGE["random"])
     stderr = _one_line(warmstart(**settings), 7)
-    assert f"{tmp_path / 'job' / run.PROGRESS}: not a progress.csv this trainer can read" in stderr
+    assert f"{tmp_path / 'job' / PROGRESS}: not a progress.csv this trainer can read" in stderr

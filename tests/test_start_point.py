@@ -17,7 +17,8 @@ import torch
 from conftest import SHORT_RUN, warmstart
 from warmstart.checkpoint import discovery, progress, records
 from warmstart.checkpoint import snapshot as snap
-from warmstart.checkpoint.run import Budget, RunDir
+from warmstart.checkpoint.counters import Budget
+from warmstart.checkpoint.run import RunDir
 from warmstart.config import load
 
 FIXTURE_UPDATES = 2250  # the fixture's Adam step: itr 2499, updates from itr 250 on
@@ -233,7 +234,7 @@ from rlpyt.envs.atari.atari_env import AtariEnv, AtariTrajInfo
 from rlpyt.runners.minibatch_rl import MinibatchRl
 from rlpyt.samplers.serial.sampler import SerialSampler
 from rlpyt.utils.logging.context import logger_context
-from warmstart.engine.rlpyt_engine import wants_whole_agent_state_dict
+from warmstart.engine.runners.rlpyt_engine import wants_whole_agent_state_dict
 
 log_dir, steps = sys.argv[1], int(sys.argv[2])
 previous = sys.argv[3] if len(sys.argv) > 3 else None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SHORT_RUN, warmstart
-from warmstart.engine.cpus import usable_cpus
+from warmstart.engine.hardware.cpus import usable_cpus
 
 
 def _sha(path: Path) -> str:

@@ -236,7 +236,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _inspect(path: Path) -> int:
     from . import games
     from .checkpoint import discovery
-    from .checkpoint.run import steps_done
+    from .checkpoint.counters import steps_done
 
     found = discovery.snapshot_at(path, strict=True, log=print)
     adam = found.optimizer["state"] if found.optimizer else {}

@@ -18,19 +18,19 @@ from typing import TYPE_CHECKING
 from . import games
 from .checkpoint import discovery
 from .checkpoint import snapshot as snap
+from .checkpoint.counters import counters
 from .checkpoint.records import recorded_game
-from .checkpoint.run import counters
 from .config import Config
 from .errors import SnapshotError
 
 if TYPE_CHECKING:  # the engine imports torch: only once the command runs
-    from .engine.video import VideoWriter
+    from .engine.playing.video import VideoWriter
 
 
 def run(path: Path, config: Config, *, game: str | None, epsilon: float, max_steps: int,
         video_path: Path | None, log: Callable[[str], None] = print) -> int:
     """Play ``config.eval_episodes`` games with the snapshot at ``path``; returns the exit code."""
-    from .engine.video import VideoWriter
+    from .engine.playing.video import VideoWriter
 
     video = VideoWriter(video_path, log) if video_path is not None else None
     try:
@@ -45,9 +45,9 @@ def run(path: Path, config: Config, *, game: str | None, epsilon: float, max_ste
 def _play(path: Path, config: Config, *, game: str | None, epsilon: float, max_steps: int,
           video: VideoWriter | None, log: Callable[[str], None]) -> int:
     """Load, check and play; then write the video."""
-    from .engine.device import resolve_device
-    from .engine.play import play, q_network
-    from .engine.video import FPS, GIF_FRAME_MS
+    from .engine.hardware.device import resolve_device
+    from .engine.playing.play import play, q_network
+    from .engine.playing.video import FPS, GIF_FRAME_MS
 
     snapshot = discovery.snapshot_at(path, strict=config.strict_snapshots, log=log)
     game = game or recorded_game(snapshot.path) or config.game

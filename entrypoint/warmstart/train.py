@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the engine package imports torch: only at run time, after c
     import torch
 
     from .checkpoint.start import StartPoint
-    from .engine.loop import StopRequest
+    from .engine.runners.loop import StopRequest
 
 EXIT_SIGNAL = {"SIGTERM": EXIT_SIGTERM, "SIGINT": EXIT_SIGINT}
 
@@ -55,7 +55,7 @@ def _set_threads(config: Config) -> int:
     than with 1 (docs/performance.md)."""
     import torch
 
-    from .engine.cpus import usable_cpus
+    from .engine.hardware.cpus import usable_cpus
 
     usable = usable_cpus()
     threads = config.torch_threads or usable
@@ -70,7 +70,7 @@ def _install_signal_handlers(stop: StopRequest) -> None:
     """First signal: stop after this iteration with a snapshot. Another within a second is the
     same request delivered twice (a group signal plus a parent forwarding it); one later than
     that is a deliberate second request: exit at once."""
-    from .engine.loop import DUPLICATE_WINDOW_S
+    from .engine.runners.loop import DUPLICATE_WINDOW_S
 
     def handle(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -97,9 +97,9 @@ def run(config: Config) -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     from .checkpoint.start import prepare
-    from .engine.device import resolve_device
-    from .engine.loop import StopRequest
-    from .engine.replay import check_memory
+    from .engine.hardware.device import resolve_device
+    from .engine.replays.replay import check_memory
+    from .engine.runners.loop import StopRequest
 
     # The last checks that need torch or the machine: still before anything is written.
     device = resolve_device(config)
@@ -118,11 +118,11 @@ def run(config: Config) -> int:
 def _train(config: Config, engine_name: str, start: StartPoint, device: torch.device,
            stop: StopRequest) -> int:
     """Build the engine, train, and record how the run ended; returns the exit code."""
-    from .checkpoint.run import counters
-    from .engine.device import make_deterministic, reproducibility
-    from .engine.loop import train
-    from .engine.native import NativeEngine
-    from .engine.rlpyt_engine import RlpytEngine
+    from .checkpoint.counters import counters
+    from .engine.hardware.device import make_deterministic, reproducibility
+    from .engine.runners.loop import train
+    from .engine.runners.native import NativeEngine
+    from .engine.runners.rlpyt_engine import RlpytEngine
     from .reporting.curve import write_learning_curve
 
     run_dir, snapshot = start.run, start.snapshot

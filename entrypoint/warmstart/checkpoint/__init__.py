@@ -1,0 +1,11 @@
+"""The checkpoint store: find, check, load and write what lives on the volume.
+
+Reading (every file from the volume is hostile until checked): ``safe_read`` opens only
+regular files of bounded size; ``snapshot`` reads rlpyt's ``params.pkl`` without running
+pickled code; ``manifest``, ``rows`` and ``records`` read a run's records; ``discovery`` picks
+the newest usable snapshot. Deciding: ``counters`` (steps done, a job's span), ``progress``
+(a reset lineage's real progress) and ``start`` (which run, snapshot, settings and span).
+Writing: ``atomic`` (temp file and rename), ``lock`` (one writer per run), ``run`` (the run
+folder's snapshots, rows and manifest), ``resume_state`` (what an exact resume needs) and
+``volume`` (checks before training). Imports config and errors only; never the engine.
+"""

@@ -16,7 +16,9 @@ from typing import Any
 
 from ..config import EXAMPLE_1, SamplerShape, settings
 from . import safe_read
-from .run import PARAMS_JSON, read_manifest
+from .manifest import read_manifest
+
+PARAMS_JSON = "params.json"
 
 
 @dataclass(frozen=True)

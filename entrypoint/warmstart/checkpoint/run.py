@@ -16,12 +16,10 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +28,11 @@ from ..config import EXAMPLE_1, Config, SamplerShape
 from ..errors import RunLockedError, RunRecordError, TrainingDivergedError, UserError
 from . import atomic, lock, resume_state, safe_read
 from . import snapshot as snap
+from .counters import Budget
+from .manifest import MANIFEST, MANIFEST_FORMAT, load_manifest
+from .records import PARAMS_JSON
+from .rows import PROGRESS, read_progress, rows_problem
 
-MANIFEST = "manifest.json"
-PROGRESS = "progress.csv"
-PARAMS_JSON = "params.json"
-MANIFEST_FORMAT = 1
 _RUN_N = re.compile(r"^run_(\d+)$")
 _RUN_FILE = re.compile(r"^(params\.pkl|itr_\d+\.pkl|progress\.csv|params\.json|"
                        r"resume-itr_\d+\.npz)$")
@@ -55,26 +53,6 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def steps_done(itr: int, cum_steps: int | None = None, *,
-               shape: SamplerShape = EXAMPLE_1) -> int:
-    """Env steps trained once iteration ``itr`` is done: the one step count a user reads (log,
-    progress.csv's ``CumSteps``, TensorBoard, lineage, inspect).
-
-    rlpyt's snapshot ``cum_steps`` is ``itr`` x the steps per iteration, the steps before the
-    snapshot's own iteration. Given it, the steps per iteration come from it; otherwise from
-    ``shape``, the run's sampler shape.
-    """
-    if cum_steps and itr > 0:
-        return cum_steps // itr * (itr + 1)
-    return (itr + 1) * shape.steps_per_itr
-
-
-def counters(itr: int, cum_steps: int) -> str:
-    """A snapshot's position in the words of the log, rlpyt's own count named once."""
-    return (f"itr {itr}: {steps_done(itr, cum_steps):,} steps done (cum_steps {cum_steps} "
-            "as rlpyt records it)")
-
-
 def next_run_name(ckpt_dir: Path) -> str:
     """``run_<N>`` one past the highest existing, as rlpyt numbers its run_ID folders."""
     taken = [int(m.group(1)) for p in ckpt_dir.iterdir() if (m := _RUN_N.match(p.name))]
@@ -85,147 +63,6 @@ def latest_run_dir(ckpt_dir: Path) -> Path | None:
     """The highest-numbered ``run_<N>`` folder: the run a plain restart would continue."""
     numbered = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _RUN_N.match(p.name))]
     return max(numbered)[1] if numbered else None
-
-
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _record(value: Any, fields: dict[str, Callable[[Any], bool]]) -> bool:
-    return isinstance(value, dict) and all(ok(value.get(k)) for k, ok in fields.items())
-
-
-def _kind(*kinds: type) -> Callable[[Any], bool]:
-    return lambda value: isinstance(value, kinds) and not (
-        isinstance(value, bool) and bool not in kinds)
-
-
-def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda value: value is None or check(value)
-
-
-_PARENT = {"path": lambda value: isinstance(value, str) and "\x00" not in value,
-           "sha256": _kind(str), "itr": _int, "cum_steps": _int}
-_BUDGET = {k: _int for k in ("start_itr", "target_itr", "target_cum_steps",
-                             "eps_decay_start_itr")} | {
-    k: _optional(lambda value: _int(value) and value >= 1) for k in ("batch_T", "batch_B")}
-_ENTRY = {"file": _kind(str), "itr": _int, "cum_steps": _int, "sha256": _kind(str)}
-MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
-    "format": lambda value: value == MANIFEST_FORMAT,
-    "status": _kind(str), "game": _kind(str), "created": _kind(str), "dueling": _kind(bool),
-    "config": _kind(dict),
-    "parent": _optional(lambda value: _record(value, _PARENT)),
-    "budget": lambda value: _record(value, _BUDGET),
-    "snapshots": lambda value: isinstance(value, list) and all(_record(e, _ENTRY)
-                                                               for e in value),
-    "targets": _optional(lambda value: isinstance(value, list) and all(
-        isinstance(t, dict) for t in value)),
-    "starts": _optional(_kind(list)),
-    "start_progress": _optional(lambda value: _record(value, {"itr": _int, "cum_steps": _int})),
-    "recorded_settings": _optional(_kind(dict)),
-    "writing": _optional(lambda value: _record(value, {
-        "sha256": _kind(str), "files": lambda files: isinstance(files, list) and all(
-            isinstance(f, str) for f in files)})),
-}
-"""What every reader of a manifest relies on, checked once when it is read: a field a
-hand edit or a bad disk changed is a damaged record, never a KeyError or TypeError later."""
-
-
-def _manifest_problem(manifest: Any) -> str | None:
-    if not isinstance(manifest, dict):
-        return f"it holds a JSON {type(manifest).__name__}, not an object"
-    wrong = [k for k, ok in MANIFEST_FIELDS.items() if not ok(manifest.get(k))]
-    if wrong:
-        return f"'{wrong[0]}' is {manifest.get(wrong[0])!r:.60}"
-    return None
-
-
-def load_manifest(run_dir: Path) -> dict[str, Any] | None:
-    """The run's manifest, None when the folder has none (not one of ours, or it never got
-    that far); RunRecordError when there is one that cannot be read, is not JSON, or does not
-    hold the fields and types this trainer writes (``MANIFEST_FIELDS``)."""
-    path = run_dir / MANIFEST
-    try:
-        manifest = safe_read.read_json(path)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        problem = err.strerror or str(err)
-    except ValueError as err:  # not UTF-8, not JSON, nested too deep
-        problem = f"not JSON: {str(err).splitlines()[0]:.80}"
-    else:
-        problem = _manifest_problem(manifest)
-        if problem is None:
-            return manifest
-    raise RunRecordError(
-        f"{path}: damaged run record ({problem}); a trainer never writes into a run it cannot "
-        f"read: restore the file, or move the folder {run_dir} aside, or use another RUN_NAME.")
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any] | None:
-    """``load_manifest`` for readers that only look (discovery, report, lineage): a damaged
-    manifest counts as none."""
-    try:
-        return load_manifest(run_dir)
-    except RunRecordError:
-        return None
-
-
-def read_progress(run_dir: Path) -> list[dict[str, str]]:
-    """The run's progress.csv rows; none before its first log point. A file that is not
-    readable text raises OSError (``safe_read.UnreadableFile`` too), UnicodeDecodeError or
-    csv.Error."""
-    try:
-        text = safe_read.read_text(run_dir / PROGRESS, limit=safe_read.CSV_LIMIT)
-    except FileNotFoundError:
-        return []
-    return list(csv.DictReader(io.StringIO(text, newline="")))
-
-
-def _rows_problem(rows: list[dict[str, Any]]) -> str | None:
-    """What makes progress.csv rows unusable for a trainer resuming the run, if anything:
-    every row needs its iteration and step count, and the numbers a resume reads must be
-    numbers."""
-    for i, row in enumerate(rows, start=2):
-        if None in row:
-            return f"line {i} has more fields than the header"
-        for column in ("Diagnostics/Iteration", "Diagnostics/CumSteps",
-                       "Diagnostics/TrajsInEval"):
-            text = row.get(column)
-            if column != "Diagnostics/TrajsInEval" or text:
-                try:
-                    if not math.isfinite(float(text)):
-                        raise ValueError
-                except (TypeError, ValueError):
-                    return f"line {i}: {column} is {text!r:.30}, not a number"
-    return None
-
-
-@dataclass(frozen=True)
-class Budget:
-    """The job's span in sampler iterations; it belongs to the run, so restarts share it."""
-
-    start_itr: int  # first iteration this run trains
-    target_itr: int  # last iteration: the run is done once it has been snapshotted
-    eps_decay_start_itr: int  # where the lineage's epsilon ramp starts (its cold min_steps_learn)
-    shape: SamplerShape = EXAMPLE_1  # what one iteration of this run is
-
-    def cum_steps(self, itr: int) -> int:
-        """rlpyt's ``cum_steps`` of a snapshot at ``itr`` of this run."""
-        return itr * self.shape.steps_per_itr
-
-    def steps_done(self, itr: int) -> int:
-        """Env steps done once ``itr`` of this run is done (``steps_done``)."""
-        return (itr + 1) * self.shape.steps_per_itr
-
-    @property
-    def target_cum_steps(self) -> int:
-        return self.cum_steps(self.target_itr)
-
-    @property
-    def target_steps(self) -> int:
-        """Env steps done at the target (``steps_done``): what the log calls the target."""
-        return self.steps_done(self.target_itr)
 
 
 class RunDir:
@@ -244,7 +81,7 @@ class RunDir:
         self._written: dict[str, tuple[int, ...]] = {}  # file -> identity when this process
         try:                                            # wrote or checked it (``_check_own``)
             self._rows: list[dict[str, Any]] = read_progress(self.path)
-            problem = _rows_problem(self._rows)
+            problem = rows_problem(self._rows)
         except (OSError, csv.Error, UnicodeDecodeError) as err:
             problem = str(err).splitlines()[0] if str(err) else type(err).__name__
         if problem is not None:

@@ -37,9 +37,11 @@ from ..config import (
 from ..errors import ConfigError, RunRecordError, SnapshotError
 from . import atomic, discovery, lock, progress, records, volume
 from . import snapshot as snap
+from .counters import Budget
+from .manifest import load_manifest
 from .resume_state import ResumeState
 from .resume_state import find as find_resume_state
-from .run import Budget, RunDir, latest_run_dir, load_manifest, next_run_name
+from .run import RunDir, latest_run_dir, next_run_name
 
 DEFAULT_LR = 2.5e-4
 

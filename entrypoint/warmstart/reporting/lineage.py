@@ -26,7 +26,9 @@ from typing import Any
 
 from ..checkpoint import discovery, safe_read
 from ..checkpoint import snapshot as snap
-from ..checkpoint.run import PROGRESS, read_manifest, read_progress, steps_done
+from ..checkpoint.counters import steps_done
+from ..checkpoint.manifest import read_manifest
+from ..checkpoint.rows import PROGRESS, read_progress
 from ..errors import SnapshotError
 from .table import text_table
 

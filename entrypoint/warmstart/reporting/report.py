@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..checkpoint.run import MANIFEST, PROGRESS, read_manifest, read_progress, steps_done
+from ..checkpoint.counters import steps_done
+from ..checkpoint.manifest import MANIFEST, read_manifest
+from ..checkpoint.rows import PROGRESS, read_progress
 from ..errors import SnapshotError
 from .curve import SHORT_SERIES
 from .lineage import EVAL_SCORE, SCORE, read_run, score_curve

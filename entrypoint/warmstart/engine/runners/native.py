@@ -16,23 +16,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import provenance
-from ..checkpoint.resume_state import ResumePayload, ResumeState
-from ..checkpoint.start import StartPoint
-from ..config import Config, updates_per_iteration
-from ..errors import SnapshotError
-from . import device_replay, resume
-from .device import to_cpu
-from .device_replay import DeviceReplay
-from .dqn import DqnLearner, load_optimizer_state, make_optimizer
-from .envs import env_seeds
+from ... import provenance
+from ...checkpoint.resume_state import ResumePayload, ResumeState
+from ...checkpoint.start import StartPoint
+from ...config import Config, updates_per_iteration
+from ...errors import SnapshotError
+from ..agents.model import AtariDqnModel
+from ..algos.dqn import DqnLearner, load_optimizer_state, make_optimizer
+from ..algos.schedules import EPS_INIT, PRI_BETA_FINAL, PRI_BETA_INIT, PRI_BETA_STEPS, linear_ramp
+from ..algos.static_update import StaticUpdate
+from ..hardware.device import to_cpu
+from ..replays import device_replay
+from ..replays.device_replay import DeviceReplay
+from ..replays.replay import PrioritizedReplay, UniformReplay
+from ..samplers.envs import env_seeds
+from ..samplers.trajectory import add_step, finished, new_trajectory
+from ..samplers.workers import make_envs, worker_count
+from . import resume
 from .loop import OptStats
-from .model import AtariDqnModel
-from .replay import PrioritizedReplay, UniformReplay
-from .schedules import EPS_INIT, PRI_BETA_FINAL, PRI_BETA_INIT, PRI_BETA_STEPS, linear_ramp
-from .static_update import StaticUpdate
-from .trajectory import add_step, finished, new_trajectory
-from .workers import make_envs, worker_count
 
 
 class NativeEngine:

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint.resume_state import ResumeState
-from .atari import EnvState
-from .envs import Envs
-from .replay import PrioritizedReplay, UniformReplay
+from ...checkpoint.resume_state import ResumeState
+from ..replays.replay import PrioritizedReplay, UniformReplay
+from ..samplers.atari import EnvState
+from ..samplers.envs import Envs
 
 Part = tuple[dict[str, Any], dict[str, np.ndarray]]
 """(JSON-able meta, named arrays) of one part; array names carry the part's prefix."""

@@ -12,8 +12,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .batch import ReplayBatch
-from .model import AtariDqnModel
+from ..agents.model import AtariDqnModel
+from ..replays.batch import ReplayBatch
 
 
 class UpdateInfo(NamedTuple):

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from ..config import Config
-from ..errors import ConfigError, DeviceError
+from ...config import Config
+from ...errors import ConfigError, DeviceError
 from .gpu_probe import GpuEvidence, driver_floor, find_gpu
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import psutil
 import torch
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 from .batch import ReplayBatch
 from .sum_tree import SumTree
 

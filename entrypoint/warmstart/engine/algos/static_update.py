@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from .batch import ReplayBatch
+from ..replays.batch import ReplayBatch
 from .dqn import DqnLearner
 
 WARMUP_UPDATES = 3

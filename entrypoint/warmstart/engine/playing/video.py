@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import atomic
-from ..errors import ConfigError
+from ...checkpoint import atomic
+from ...errors import ConfigError
 
 FPS = 15
 GIF_FRAME_MS = 70

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SamplerError
+from ...errors import SamplerError
+from ..hardware.cpus import usable_cpus
 from .atari import EnvState
-from .cpus import usable_cpus
 from .env_worker import SharedBatch
 from .envs import Envs, EnvSteps, SerialEnvs
 

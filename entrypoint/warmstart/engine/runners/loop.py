@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
-from ..checkpoint.run import counters
-from ..checkpoint.start import StartPoint
-from ..config import Config
-from ..errors import TrainingDivergedError
-from ..reporting.scalars import ScalarLog
-from .trajectory import TRAJECTORY_KEYS
+from ...checkpoint.counters import counters
+from ...checkpoint.start import StartPoint
+from ...config import Config
+from ...errors import TrainingDivergedError
+from ...reporting.scalars import ScalarLog
+from ..samplers.trajectory import TRAJECTORY_KEYS
 
 if TYPE_CHECKING:
-    from .play import Evaluation
+    from ..playing.play import Evaluation
 
 PROGRESS_SECONDS = 10.0
 RECENT_EPISODES = 10
@@ -195,7 +195,9 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
     last_loss = math.nan
     periodic = None
     if config.eval_every:
-        from .play import PeriodicEvaluation  # the env, video and cv2: only when evaluating
+        from ..playing.play import (
+            PeriodicEvaluation,  # the env, video and cv2: only when evaluating
+        )
 
         periodic = PeriodicEvaluation(config, engine.device, run.last_evaluated_cum_steps,
                                       steps_per_itr=per_itr)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from ale_py import Action, ALEState
 
-from ..games import new_ale, rom_path
+from ...games import new_ale, rom_path
 
 HEIGHT, WIDTH = 104, 80
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
-from ..checkpoint.start import StartPoint
-from ..config import Config
-from .device import to_cpu
+from ...checkpoint.start import StartPoint
+from ...config import Config
+from ..hardware.device import to_cpu
+from ..samplers.trajectory import TRAJECTORY_KEYS
 from .loop import OptStats
-from .trajectory import TRAJECTORY_KEYS
 
 
 def wants_whole_agent_state_dict(agent_cls: type) -> bool:

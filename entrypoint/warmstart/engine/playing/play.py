@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import EVAL_EPSILON, MAX_EPISODE_STEPS, Config
-from .atari import AtariEnv
-from .model import AtariDqnModel, state_dict_signature
-from .trajectory import add_step, finished, new_trajectory
+from ...config import EVAL_EPSILON, MAX_EPISODE_STEPS, Config
+from ..agents.model import AtariDqnModel, state_dict_signature
+from ..samplers.atari import AtariEnv
+from ..samplers.trajectory import add_step, finished, new_trajectory
 from .video import VideoWriter
 
 _EVAL_STREAM = 0xE7A1

@@ -1,0 +1,102 @@
+"""A run's manifest (``manifest.json``): read, and checked field by field before anyone uses it.
+
+The manifest names the run's parent snapshot, config, budget, every snapshot written and the
+write in progress. A manifest that does not hold what this trainer writes is a damaged record:
+readers that only look treat it as absent, a trainer refuses to write into the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunRecordError
+from . import safe_read
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _record(value: Any, fields: dict[str, Callable[[Any], bool]]) -> bool:
+    return isinstance(value, dict) and all(ok(value.get(k)) for k, ok in fields.items())
+
+
+def _kind(*kinds: type) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, kinds) and not (
+        isinstance(value, bool) and bool not in kinds)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+_PARENT = {"path": lambda value: isinstance(value, str) and "\x00" not in value,
+           "sha256": _kind(str), "itr": _int, "cum_steps": _int}
+_BUDGET = {k: _int for k in ("start_itr", "target_itr", "target_cum_steps",
+                             "eps_decay_start_itr")} | {
+    k: _optional(lambda value: _int(value) and value >= 1) for k in ("batch_T", "batch_B")}
+_ENTRY = {"file": _kind(str), "itr": _int, "cum_steps": _int, "sha256": _kind(str)}
+MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "format": lambda value: value == MANIFEST_FORMAT,
+    "status": _kind(str), "game": _kind(str), "created": _kind(str), "dueling": _kind(bool),
+    "config": _kind(dict),
+    "parent": _optional(lambda value: _record(value, _PARENT)),
+    "budget": lambda value: _record(value, _BUDGET),
+    "snapshots": lambda value: isinstance(value, list) and all(_record(e, _ENTRY)
+                                                               for e in value),
+    "targets": _optional(lambda value: isinstance(value, list) and all(
+        isinstance(t, dict) for t in value)),
+    "starts": _optional(_kind(list)),
+    "start_progress": _optional(lambda value: _record(value, {"itr": _int, "cum_steps": _int})),
+    "recorded_settings": _optional(_kind(dict)),
+    "writing": _optional(lambda value: _record(value, {
+        "sha256": _kind(str), "files": lambda files: isinstance(files, list) and all(
+            isinstance(f, str) for f in files)})),
+}
+"""What every reader of a manifest relies on, checked once when it is read: a field a
+hand edit or a bad disk changed is a damaged record, never a KeyError or TypeError later."""
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    if not isinstance(manifest, dict):
+        return f"it holds a JSON {type(manifest).__name__}, not an object"
+    wrong = [k for k, ok in MANIFEST_FIELDS.items() if not ok(manifest.get(k))]
+    if wrong:
+        return f"'{wrong[0]}' is {manifest.get(wrong[0])!r:.60}"
+    return None
+
+
+def load_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The run's manifest, None when the folder has none (not one of ours, or it never got
+    that far); RunRecordError when there is one that cannot be read, is not JSON, or does not
+    hold the fields and types this trainer writes (``MANIFEST_FIELDS``)."""
+    path = run_dir / MANIFEST
+    try:
+        manifest = safe_read.read_json(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        problem = err.strerror or str(err)
+    except ValueError as err:  # not UTF-8, not JSON, nested too deep
+        problem = f"not JSON: {str(err).splitlines()[0]:.80}"
+    else:
+        problem = _manifest_problem(manifest)
+        if problem is None:
+            return manifest
+    raise RunRecordError(
+        f"{path}: damaged run record ({problem}); a trainer never writes into a run it cannot "
+        f"read: restore the file, or move the folder {run_dir} aside, or use another RUN_NAME.")
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """``load_manifest`` for readers that only look (discovery, report, lineage): a damaged
+    manifest counts as none."""
+    try:
+        return load_manifest(run_dir)
+    except RunRecordError:
+        return None
