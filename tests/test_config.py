@@ -1,4 +1,5 @@
-"""The config object, its README table and `--help`: one source, no drift, clear errors."""
+"""The config object, its settings reference (docs/settings.md) and `--help`: one source, no
+drift, clear errors."""
 
 from __future__ import annotations
 
@@ -134,11 +135,11 @@ def test_unknown_prefixed_variable_is_an_error() -> None:
         config.load({"WARMSTART_STEP": "100"})
 
 
-def test_readme_table_is_generated_from_the_config() -> None:
-    readme = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- settings:start -->\n(.*?)\n<!-- settings:end -->", readme, re.DOTALL)
-    assert block, "README.md lacks the settings block"
-    assert block.group(1) == config.markdown_table(), "run `make readme` to regenerate the table"
+def test_settings_reference_is_generated_from_the_config() -> None:
+    page = (REPO / "docs" / "settings.md").read_text()
+    block = re.search(r"<!-- settings:start -->\n(.*?)\n<!-- settings:end -->", page, re.DOTALL)
+    assert block, "docs/settings.md lacks the settings block"
+    assert block.group(1) == config.markdown_table(), "run `make docs` to regenerate the table"
 
 
 def test_help_lists_every_setting_and_exit_code() -> None:
