@@ -142,6 +142,19 @@ def test_settings_reference_is_generated_from_the_config() -> None:
     assert block.group(1) == config.markdown_table(), "run `make docs` to regenerate the table"
 
 
+def test_readme_settings_are_the_configs() -> None:
+    """The README's short table of the settings that matter names real settings and their
+    real defaults (its one-line descriptions are shorter than the reference's)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## Settings that matter\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z_]+)` \| `([^`]*)` \|", section, re.MULTILINE)
+    assert len(rows) >= 5, "README's settings table not found"
+    defaults = {f.metadata["env"]: config.default_text(f) for f in config.settings()}
+    for name, default in rows:
+        assert name in defaults, f"README names {name}, which is not a setting"
+        assert default == defaults[name], f"README: {name} defaults to {defaults[name]}"
+
+
 def test_help_lists_every_setting_and_exit_code() -> None:
     result = warmstart("train", "--help")
     assert result.returncode == 0
