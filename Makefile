@@ -14,7 +14,7 @@ TORCH_VERSION = $(shell sed -n 's/^torch==//p' docker/requirements.txt)
 
 # `make train` defaults: a short CPU demo run. Any of these can be overridden from the
 # environment or the command line (GAME=breakout STEPS=200000 CKPT_DIR=/data/ckpt make train);
-# every other setting in README's table passes through from the environment as it is. An
+# every other setting in docs/settings.md passes through from the environment as it is. An
 # empty one means unset, as it does for warmstart itself: `make train STEPS=` is the demo.
 DEFAULT_CKPT_DIR := $(CURDIR)/ckpt
 DEFAULT_STEPS := 2000
@@ -27,7 +27,7 @@ export $(DEMO_SETTINGS)
 
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: venv train test bench learn-check inspect eval lineage readme clean
+.PHONY: venv train test bench learn-check inspect eval lineage docs clean
 
 venv: $(VENV_STAMP)
 
@@ -96,10 +96,10 @@ eval: venv
 lineage: venv
 	$(VENV)/bin/warmstart lineage "$(CKPT_DIR)"
 
-# Regenerate the settings table in README.md from the config object.
-readme: venv
+# Regenerate the settings table in docs/settings.md from the config object.
+docs: venv
 	$(VENV)/bin/python -c "import re, pathlib; from warmstart.config import markdown_table as t; \
-	p = pathlib.Path('README.md'); s = p.read_text(); \
+	p = pathlib.Path('docs/settings.md'); s = p.read_text(); \
 	p.write_text(re.sub(r'(<!-- settings:start -->\n).*?(<!-- settings:end -->)', \
 	lambda m: m.group(1) + t() + '\n' + m.group(2), s, flags=re.S))"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI on a machine without a Docker engine or registry access (see README, "CI"): build the
+# CI on a machine without a Docker engine or registry access (docs/verification.md): build the
 # CPU image with buildah on a local Debian base, run it with podman (docker/smoke.sh), check
 # its config with skopeo, lint, and clean the private container store afterwards.
 # rlpyt is left out (WITH_RLPYT=0): github, where rlpyt is pinned, is not reachable here.

@@ -1,4 +1,5 @@
-"""The config object, its README table and `--help`: one source, no drift, clear errors."""
+"""The config object, its settings reference (docs/settings.md) and `--help`: one source, no
+drift, clear errors."""
 
 from __future__ import annotations
 
@@ -134,11 +135,24 @@ def test_unknown_prefixed_variable_is_an_error() -> None:
         config.load({"WARMSTART_STEP": "100"})
 
 
-def test_readme_table_is_generated_from_the_config() -> None:
+def test_settings_reference_is_generated_from_the_config() -> None:
+    page = (REPO / "docs" / "settings.md").read_text()
+    block = re.search(r"<!-- settings:start -->\n(.*?)\n<!-- settings:end -->", page, re.DOTALL)
+    assert block, "docs/settings.md lacks the settings block"
+    assert block.group(1) == config.markdown_table(), "run `make docs` to regenerate the table"
+
+
+def test_readme_settings_are_the_configs() -> None:
+    """The README's short table of the settings that matter names real settings and their
+    real defaults (its one-line descriptions are shorter than the reference's)."""
     readme = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- settings:start -->\n(.*?)\n<!-- settings:end -->", readme, re.DOTALL)
-    assert block, "README.md lacks the settings block"
-    assert block.group(1) == config.markdown_table(), "run `make readme` to regenerate the table"
+    section = readme.split("\n## Settings that matter\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z_]+)` \| `([^`]*)` \|", section, re.MULTILINE)
+    assert len(rows) >= 5, "README's settings table not found"
+    defaults = {f.metadata["env"]: config.default_text(f) for f in config.settings()}
+    for name, default in rows:
+        assert name in defaults, f"README names {name}, which is not a setting"
+        assert default == defaults[name], f"README: {name} defaults to {defaults[name]}"
 
 
 def test_help_lists_every_setting_and_exit_code() -> None:

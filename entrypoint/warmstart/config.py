@@ -446,7 +446,7 @@ def from_environment(overrides: Mapping[str, str] | None = None, *,
 
 
 def markdown_table() -> str:
-    """The README's settings table; a test checks the README holds exactly this."""
+    """The settings table of docs/settings.md (`make docs`); a test checks the page holds it."""
     rows = ["| Variable | Flag | Default | Allowed | What it does |", "|---|---|---|---|---|"]
     for f in settings():
         rows.append(f"| `{f.metadata['env']}` | `{flag_name(f)}` | `{default_text(f)}` | "
