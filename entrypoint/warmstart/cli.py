@@ -2,7 +2,7 @@
 ``report``.
 
 User errors (bad config, bad snapshot, bad volume) are caught here, once, and printed as one
-line with the exit code the README documents. Anything else is a bug and keeps its traceback.
+line with the exit code docs/exit-codes.md documents. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

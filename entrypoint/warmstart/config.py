@@ -1,8 +1,8 @@
 """Training configuration: one typed object, read from environment variables and flags.
 
 Every field carries its environment variable, default, allowed values and a one-line help;
-``warmstart train --help`` and the README's table are generated from the same fields (a test
-keeps the README in step), so the three never drift. Validation happens here, before anything
+``warmstart train --help`` and the table in docs/settings.md are generated from the same
+fields (a test keeps the page in step), so the three never drift. Validation happens here, before anything
 heavy is imported or any file is touched: a bad value is one ``ConfigError`` line naming the
 variable, the value and what is allowed.
 """
@@ -101,7 +101,7 @@ def _setting(env: str, default: Any, help: str, *, choices: tuple[str, ...] = ()
 
 @dataclass(frozen=True)
 class Config:
-    """Everything a training job is told from outside. Field order is the README's order."""
+    """Everything a training job is told from outside. Field order is the settings table's order."""
 
     ckpt_dir: Path = _setting(
         "CKPT_DIR", Path("/ckpt"),
@@ -257,7 +257,7 @@ class Config:
 
 
 def settings() -> tuple[dataclasses.Field, ...]:
-    """The config's fields in README order; each has ``metadata['env']`` and ``['help']``."""
+    """The config's fields in the settings table's order; each has ``metadata['env']`` and ``['help']``."""
     return tuple(f for f in dataclasses.fields(Config) if "env" in f.metadata)
 
 
@@ -267,7 +267,7 @@ def flag_name(f: dataclasses.Field) -> str:
 
 
 def default_text(f: dataclasses.Field) -> str:
-    """How the README and ``--help`` show a default."""
+    """How docs/settings.md and ``--help`` show a default."""
     if f.default is None:
         return "unset"
     if isinstance(f.default, bool):
@@ -276,7 +276,7 @@ def default_text(f: dataclasses.Field) -> str:
 
 
 def allowed_text(f: dataclasses.Field) -> str:
-    """What a value may be, in words, for error messages and the README."""
+    """What a value may be, in words, for error messages and docs/settings.md."""
     meta = f.metadata
     if meta["choices"]:
         return "one of " + ", ".join(meta["choices"])

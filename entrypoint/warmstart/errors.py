@@ -1,8 +1,8 @@
-"""Errors a user can cause, each with the exit code the README documents.
+"""Errors a user can cause, each with the exit code docs/exit-codes.md documents.
 
 They are caught once, in the CLI, and printed as a single line; anything else is a bug and
 keeps its traceback. ``EXIT_CODES`` is the one table of what each code means: ``--help``, the
-README and the Kubernetes failure policies are checked against it.
+docs/exit-codes.md and the Kubernetes failure policies are checked against it.
 """
 
 from __future__ import annotations

@@ -398,7 +398,7 @@ def read_training(path: Path) -> Counters:
     """``itr``, ``cum_steps`` and the optimizer's update count, without reading the tensors.
 
     The pickle is read through a memory map, so ranking a volume of many 58 MB snapshots reads
-    kilobytes per file (README: 50 copies rank in well under 1 s); torch's older non-zip format
+    kilobytes per file (docs/warm-start.md: 50 copies rank in well under 1 s); torch's older non-zip format
     cannot be mapped and is read whole. A file that is truncated or not a torch zip archive
     fails here already, which is what lets discovery skip a snapshot that a crash cut short.
     """

@@ -1,6 +1,6 @@
 """Decide where a job starts: which run folder, which snapshot, which span of iterations.
 
-Read ``prepare`` top to bottom; it follows the README's "What a warm start does":
+Read ``prepare`` top to bottom; it follows docs/warm-start.md:
 1. ``RUN_NAME`` names a run a previous process of this job started: resume it from its own
    newest snapshot towards its target. ``STEPS`` is the run's total from its start, so a larger
    one extends a run (finished or not) and is recorded; a smaller one never shortens it, and

@@ -2,8 +2,8 @@
 
 Each row comes from a run's ``manifest.json`` (game, seed, budget, snapshots, status) and its
 ``progress.csv`` (latest training and evaluation score), read with the same readers training
-and ``lineage`` use; none of our snapshots is opened, so hundreds of runs take a moment (README has the
-figure for 500). A damaged or half-written file costs its run one line under the table, never
+and ``lineage`` use; none of our snapshots is opened, so hundreds of runs take a moment (docs/evaluation.md
+has the figure for 500). A damaged or half-written file costs its run one line under the table, never
 the report.
 
 Status: ``finished`` (target reached), ``stopped by a signal`` (SIGTERM/SIGINT; a Job's next
