@@ -27,7 +27,7 @@ export $(DEMO_SETTINGS)
 
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: venv train test bench learn-check inspect eval lineage docs clean
+.PHONY: venv train test drills bench learn-check inspect eval lineage docs clean
 
 venv: $(VENV_STAMP)
 
@@ -67,12 +67,17 @@ train: venv
 	$(if $(filter $(DEFAULT_CKPT_DIR),$(abspath $(CKPT_DIR))),mkdir -p "$(CKPT_DIR)")
 	$(VENV)/bin/warmstart train
 
-# One test per core (pytest-xdist): most tests wait on a real trainer process, and the long
-# ones (fault injection, exact resume) overlap instead of queueing. TEST_ARGS=-n0 runs them in
-# one process; TEST_ARGS='-k eval' picks tests.
+# One test per core (pytest-xdist): most tests wait on a real trainer process, and they
+# overlap instead of queueing. TEST_ARGS=-n0 runs them in one process; TEST_ARGS='-k eval'
+# picks tests. `make test` leaves out the long drills (tests marked `drill`: kill sequences,
+# many signals in a row, the benchmark end to end); `make drills` runs just those, and CI
+# runs both.
 TEST_ARGS ?=
 test: venv
-	$(VENV)/bin/python -m pytest -n auto --dist loadgroup $(TEST_ARGS)
+	$(VENV)/bin/python -m pytest -n auto --dist loadgroup -m "not drill" $(TEST_ARGS)
+
+drills: venv
+	$(VENV)/bin/python -m pytest -n auto --dist loadgroup -m drill $(TEST_ARGS)
 
 # Training speed against the machine's limits and against rlpyt (where importable); prints a
 # table and writes bench-results/bench-<date>.json. DEVICE=cuda make bench on a GPU machine.
