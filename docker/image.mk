@@ -4,7 +4,7 @@
 # the pinned commit: no github needed), WHEELS_DIR. Without a registry, the base is made
 # locally with debootstrap (podman) or the build says in one line what to set.
 
-.PHONY: image image-cpu smoke image-cuda-check lint
+.PHONY: image image-cpu smoke image-cuda-check lint lock
 
 # The CUDA image: torch's CUDA 13.0 build from PyPI (driver R580+), rlpyt.
 image:
@@ -26,3 +26,9 @@ image-cuda-check:
 
 lint:
 	docker/lint.sh
+
+# Regenerate the hashed lock files the images install from (docker/requirements-*.lock) after
+# a pin in docker/requirements.txt or requirements-rlpyt.txt changed. Needs PyPI, and PyTorch's
+# CPU torch index or WHEELS_DIR=DIR holding the torch +cpu wheel (docker/lock.sh).
+lock:
+	docker/lock.sh
