@@ -78,10 +78,11 @@ def chosen_hash(download_info: dict) -> str:
 
 def main() -> None:
     output, pip_args = Path(sys.argv[1]), sys.argv[2:]
+    python = f"CPython {sys.version_info.major}.{sys.version_info.minor}"
+    platform = f"{os.uname().sysname.lower()} {os.uname().machine}"
     lines = ["# Hashed lock for pip install --require-hashes. Made by `make lock` (docker/lock.sh)",
              "# from exact pins; do not edit by hand.",
-             f"# Resolved for CPython {sys.version_info.major}.{sys.version_info.minor} on "
-             f"{os.uname().sysname.lower()} {os.uname().machine}."]
+             f"# Resolved for {python} on {platform}."]
     for item in sorted(resolve(pip_args), key=lambda i: canonicalize_name(i["metadata"]["name"])):
         name, version = item["metadata"]["name"], item["metadata"]["version"]
         info = item["download_info"]
@@ -91,8 +92,8 @@ def main() -> None:
         host = urllib.parse.urlparse(info["url"]).netloc
         if host == PYPI_FILES:
             hashes |= pypi_hashes(name, version)
-        source = ("PyPI" if host == PYPI_FILES else host
-                  or f"the local file {Path(urllib.parse.unquote(urllib.parse.urlparse(info['url']).path)).name}")
+        local = Path(urllib.parse.unquote(urllib.parse.urlparse(info["url"]).path)).name
+        source = "PyPI" if host == PYPI_FILES else host or f"the local file {local}"
         lines.append(f"{canonicalize_name(name)}=={version} \\")
         lines += [f"    --hash=sha256:{h} \\" for h in sorted(hashes)]
         lines[-1] = lines[-1].removesuffix(" \\")

@@ -19,7 +19,9 @@ DOCKERFILE = REPO / "docker" / "Dockerfile"
 DOCS = REPO / "docs" / "images.md"
 USES = re.compile(r"^\s*-?\s*uses:\s*(?P<ref>\S+)(?P<comment>.*)$")
 ISSUER = "https://token.actions.githubusercontent.com"
-RELEASE_IDENTITY = "https://github.com/warmstart-dqn/warmstart-dqn/.github/workflows/release.yml@refs/tags/v"
+RELEASE_IDENTITY = (
+    "https://github.com/warmstart-dqn/warmstart-dqn/.github/workflows/release.yml@refs/tags/v"
+)
 
 
 def _workflow(path: Path) -> dict[str, Any]:
@@ -65,7 +67,8 @@ def test_every_action_is_pinned_by_commit_with_its_version_named(workflow: Path)
         m = USES.match(line)
         assert m
         ref = m.group("ref")
-        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), f"not pinned by commit: {line.strip()}"
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), \
+            f"not pinned by commit: {line.strip()}"
         assert re.fullmatch(r"\s+# v\d+\.\d+\.\d+", m.group("comment")), \
             f"no '# vX.Y.Z' beside {ref}: {line.strip()}"
 
@@ -86,7 +89,8 @@ def test_checkouts_keep_no_credentials_and_every_job_states_its_permissions(work
     wf = _workflow(workflow)
     assert wf["permissions"] == {}, "nothing granted workflow-wide"
     for name, job in wf["jobs"].items():
-        assert isinstance(job.get("permissions"), dict) and job["permissions"], f"{name}: no permissions"
+        permissions = job.get("permissions")
+        assert isinstance(permissions, dict) and permissions, f"{name}: no permissions"
         assert set(job["permissions"].values()) <= {"read", "write"}
         for step in job["steps"]:
             if step.get("uses", "").startswith("actions/checkout@"):
@@ -135,15 +139,18 @@ def test_release_builds_with_sbom_and_provenance_and_signs_and_attests_by_digest
 def test_cosign_is_pinned() -> None:
     wf = _release()
     assert re.fullmatch(r"v\d+\.\d+\.\d+", wf["env"]["COSIGN_VERSION"])
-    installers = [s for s in _steps(wf) if s.get("uses", "").startswith("sigstore/cosign-installer@")]
-    assert installers and all(s["with"]["cosign-release"] == "${{ env.COSIGN_VERSION }}" for s in installers)
+    installers = [s for s in _steps(wf)
+                  if s.get("uses", "").startswith("sigstore/cosign-installer@")]
+    assert installers
+    for step in installers:
+        assert step["with"]["cosign-release"] == "${{ env.COSIGN_VERSION }}"
 
 
 def test_base_image_is_pinned_by_digest_where_renovate_finds_it() -> None:
     import json
 
     text = DOCKERFILE.read_text()
-    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.MULTILINE)
     assert base and re.fullmatch(r"docker\.io/library/debian@sha256:[0-9a-f]{64}", base.group(1))
     renovate = json.loads((REPO / ".github" / "renovate.json").read_text())
     [manager] = renovate["customManagers"]
@@ -158,7 +165,8 @@ def test_base_image_is_pinned_by_digest_where_renovate_finds_it() -> None:
                 .replace("{{{currentValue}}}", m.group("currentValue"))
                 .replace("{{{newDigest}}}", m.group("currentDigest")))
     assert replaced == m.group(0), "Renovate's replacement would rewrite more than the digest"
-    assert set(renovate["enabledManagers"]) == {"github-actions", "pip_requirements", "custom.regex"}
+    managers = {"github-actions", "pip_requirements", "custom.regex"}
+    assert set(renovate["enabledManagers"]) == managers
 
 
 @pytest.mark.parametrize("variant", ["cuda", "cpu"])
@@ -178,12 +186,16 @@ def test_image_locks_agree_with_the_pins_and_carry_hashes(variant: str) -> None:
         assert not {n for n in extra if n.startswith(("nvidia-", "cuda-", "triton"))}, extra
         assert extra == set(), f"the cpu lock holds what the pins do not: {extra}"
     else:
-        assert extra and all(n.startswith(("nvidia-", "cuda-")) or n == "triton" for n in extra), extra
+        assert extra, "no CUDA wheels in the cuda lock"
+        for name in extra:
+            assert name.startswith(("nvidia-", "cuda-")) or name == "triton", name
 
 
 def test_builder_lock_agrees_with_the_rlpyt_pins() -> None:
     pins = _pins(REPO / "docker" / "requirements-rlpyt.txt")
-    pins["wheel"] = re.search(r"^ARG WHEEL_VERSION=(\S+)$", DOCKERFILE.read_text(), re.M).group(1)
+    wheel = re.search(r"^ARG WHEEL_VERSION=(\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert wheel
+    pins["wheel"] = wheel.group(1)
     lock = _lock("builder")
     assert {name: version for name, (version, _) in lock.items()} == pins
     assert all(hashes for _, hashes in lock.values())
@@ -205,7 +217,8 @@ def test_dockerfile_installs_from_the_locks_with_hashes() -> None:
 def test_lint_runs_pinned_zizmor_that_fails_on_low_and_nothing_is_silenced() -> None:
     lint = (REPO / "docker" / "lint.sh").read_text()
     assert "zizmor --offline --persona pedantic --min-severity low .github/workflows/" in lint
-    assert re.search(r"^zizmor==\d+\.\d+\.\d+$", (REPO / "docker" / "requirements-lint.txt").read_text(), re.M)
+    tools = (REPO / "docker" / "requirements-lint.txt").read_text()
+    assert re.search(r"^zizmor==\d+\.\d+\.\d+$", tools, re.MULTILINE)
     assert not list(REPO.glob("zizmor.y*ml")) and not list((REPO / ".github").glob("zizmor.y*ml"))
     for workflow in WORKFLOWS:
         assert "zizmor: ignore" not in workflow.read_text()
@@ -217,7 +230,7 @@ def test_docs_verify_with_the_identity_the_release_signs_with() -> None:
     assert f"--certificate-oidc-issuer {ISSUER}" in docs
     assert "cosign verify-attestation" in docs and "--type spdxjson" in docs
     assert "--type slsaprovenance02" in docs
-    policies = [doc for block in re.findall(r"```yaml\n(.*?)```", docs, re.S)
+    policies = [doc for block in re.findall(r"```yaml\n(.*?)```", docs, re.DOTALL)
                 for doc in yaml.safe_load_all(block) if doc and doc.get("kind") == "ClusterPolicy"]
     assert len(policies) == 1
     [rule] = policies[0]["spec"]["rules"]
@@ -227,6 +240,28 @@ def test_docs_verify_with_the_identity_the_release_signs_with() -> None:
     assert keyless["issuer"] == ISSUER
     assert verify["attestations"][0]["type"] == "https://spdx.dev/Document"
     assert verify["attestations"][0]["attestors"][0]["entries"][0]["keyless"] == keyless
-    source = re.search(r'^ARG SOURCE=(\S+)$', DOCKERFILE.read_text(), re.M).group(1)
+    source = re.search(r'^ARG SOURCE=(\S+)$', DOCKERFILE.read_text(), re.MULTILINE).group(1)
     assert RELEASE_IDENTITY.startswith(source + "/")
     assert "docs/images.md" in (REPO / "README.md").read_text()
+
+
+def test_lock_tool_reads_versions_from_file_names_and_hashes_local_files(tmp_path: Path) -> None:
+    import hashlib
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lock", REPO / "docker" / "lock.py")
+    assert spec and spec.loader
+    lock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lock)
+    cpu_wheel = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    assert lock.file_version(cpu_wheel) == "2.13.0+cpu"
+    assert lock.file_version("atari-py-0.2.9.tar.gz") == "0.2.9"
+    assert lock.file_version("not-a-distribution.zip") is None
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"not really a wheel")
+    expected = hashlib.sha256(b"not really a wheel").hexdigest()
+    assert lock.chosen_hash({"url": wheel.as_uri()}) == expected
+    assert lock.chosen_hash({"url": "https://example.invalid/x.whl",
+                             "archive_info": {"hashes": {"sha256": "ab" * 32}}}) == "ab" * 32
+    with pytest.raises(SystemExit):
+        lock.chosen_hash({"url": "https://example.invalid/x.whl", "archive_info": {}})
