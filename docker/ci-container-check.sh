@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI on a machine without a Docker engine or registry access (docs/verification.md): build the
 # CPU image with buildah on a local Debian base, run it with podman (docker/smoke.sh), check
-# its config with skopeo, lint, and clean the private container store afterwards.
+# its config with skopeo and its SBOM (docker/sbom.sh), lint, and clean the private container
+# store afterwards.
 # rlpyt is left out (WITH_RLPYT=0): github, where rlpyt is pinned, is not reachable here.
 # With RLPYT_SOURCE=DIR (rlpyt checked out at the pinned commit) it also builds the CPU image
 # with rlpyt from that folder and smoke-tests it with rlpyt's engine, which ENGINE=auto picks.
@@ -84,6 +85,12 @@ podman run --rm --network none --entrypoint cat "$image" /opt/warmstart/versions
   | grep -E '^(torch|ale-py|numpy)==' || { echo "versions.txt missing pins" >&2; exit 1; }
 
 no_build_tools "$image"
+# The SBOM a release would publish must list what the image runs (docs/images.md).
+if command -v npm >/dev/null; then
+  docker/sbom.sh "$image" "$CONTAINER_HOME/sbom.cdx.json"
+else
+  echo "== no npm here: the SBOM check (docker/sbom.sh, cdxgen from the npm registry) is skipped"
+fi
 EXPECT_ENGINE=native docker/smoke.sh "$image"
 docker/preemption-drill.sh "$image"  # as a restricted pod, interrupted 14 times (docs/kubernetes.md)
 

@@ -4,7 +4,7 @@
 # the pinned commit: no github needed), WHEELS_DIR. Without a registry, the base is made
 # locally with debootstrap (podman) or the build says in one line what to set.
 
-.PHONY: image image-cpu smoke image-cuda-check lint
+.PHONY: image image-cpu smoke image-cuda-check lint lock sbom
 
 # The CUDA image: torch's CUDA 13.0 build from PyPI (driver R580+), rlpyt.
 image:
@@ -26,3 +26,16 @@ image-cuda-check:
 
 lint:
 	docker/lint.sh
+
+# Regenerate the hashed lock files the images install from (docker/requirements-*.lock) after
+# a pin in docker/requirements.txt or requirements-rlpyt.txt changed. Needs PyPI, and PyTorch's
+# CPU torch index or WHEELS_DIR=DIR holding the torch +cpu wheel (docker/lock.sh).
+lock:
+	docker/lock.sh
+
+# The SBOM of the CPU image built by make image-cpu (SBOM_IMAGE to pick another): cdxgen, pinned,
+# reads Debian's and the venv's packages from the image's files; torch, numpy, ale-py and the
+# Debian packages must be listed with versions (docker/sbom.sh, docs/images.md).
+SBOM_IMAGE ?= localhost/warmstart-dqn:cpu
+sbom:
+	docker/sbom.sh "$(SBOM_IMAGE)"
