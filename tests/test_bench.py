@@ -13,7 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import REPO, clean_env
+
+# the benchmark end to end takes minutes: a drill (`make drills`)
+pytestmark = pytest.mark.drill
 
 
 def _on_one_cpu() -> None:

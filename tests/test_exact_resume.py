@@ -27,6 +27,9 @@ import torch
 from conftest import SHORT_RUN, clean_env, warmstart
 from warmstart.checkpoint.resume_state import ResumeState
 
+# runs interrupted and restarted several times each: drills (`make drills`)
+pytestmark = pytest.mark.drill
+
 # 160 iterations of breakout: updates from itr 50 (1 per itr, batch 8), target copies every 20
 # updates, epsilon falling to 0.35 so the network picks actions, and a replay of 500 that wraps.
 EXACT = SHORT_RUN | {

@@ -157,6 +157,7 @@ def test_a_second_signal_after_the_window_exits_at_once() -> None:
     assert "second SIGINT: exiting now" in output
 
 
+@pytest.mark.drill
 def test_group_sigterm_under_make_always_ends_with_the_final_snapshot(tmp_path: Path) -> None:
     """`make train`, then a SIGTERM to its whole process group (systemd, Slurm, kill -- -PGID):
     the trainer gets it from the group and again from make. Repeated to catch the moment
@@ -228,6 +229,7 @@ def test_restart_without_run_name_resumes_an_unfinished_run_with_the_same_config
     assert torch.load(tmp_path / "run_1" / "params.pkl", weights_only=True)["cum_steps"] == 3996
 
 
+@pytest.mark.drill
 def test_random_sigkills_always_leave_a_loadable_snapshot(tmp_path: Path) -> None:
     seed = int(os.environ.get("FAULT_SEED", "20261124"))
     rng = random.Random(seed)

@@ -364,6 +364,7 @@ def test_native_engine_trains_in_a_2x16_shape(tmp_path: Path) -> None:
     assert (continued["itr"], continued["cum_steps"]) == (14, 448)
 
 
+@pytest.mark.drill
 def test_exact_resume_with_several_environments(tmp_path: Path) -> None:
     """RESUME_STATE=full in a 2 x 2 shape: a run trained in two processes (the second extends
     the first's STEPS) ends with the tensors of one trained in one process."""
