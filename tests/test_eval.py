@@ -21,7 +21,8 @@ from conftest import REPO, SHORT_RUN, clean_env, warmstart
 from PIL import Image, ImageSequence
 
 GAME_LINE = re.compile(r"^game (\d+)/(\d+)  score (-?\d+)  length (\d+) steps(.*)$", re.MULTILINE)
-EVAL_RUN = SHORT_RUN | {"SEED": "3", "EVAL_EVERY": "200", "EVAL_EPISODES": "1"}
+EVAL_RUN = SHORT_RUN | {"SEED": "3", "EVAL_EVERY": "200", "EVAL_EPISODES": "1",
+                        "LEARNING_CURVE": "1"}
 SCREEN = (210, 160)  # the ALE's raw screen, height x width
 
 

@@ -69,7 +69,7 @@ def _loadable(run: Path) -> list[tuple[str, int]]:
 def test_sigterm_writes_final_snapshot_and_exits_143(tmp_path: Path) -> None:
     run = tmp_path / "job"
     proc = _start(tmp_path, **(SHORT_RUN | {"STEPS": "100000", "RUN_NAME": "job",
-                                            "LOG_EVERY": "400"}))
+                                            "LOG_EVERY": "400", "LEARNING_CURVE": "1"}))
     periodic = _wait_for_snapshot(run, proc)
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)

@@ -64,7 +64,7 @@ def test_training_writes_only_its_run_folder(home: str, tmp_path: Path) -> None:
     temp.mkdir()
     # missing: as root, a mode-0555 folder would still be writable
     home_dir = volume if home == "volume" else tmp_path / "home"
-    env = clean_env(**SHORT_RUN, CKPT_DIR=str(volume), RUN_NAME="job", HOME=str(home_dir),
+    env = clean_env(**(SHORT_RUN | {"LEARNING_CURVE": "1"}), CKPT_DIR=str(volume), RUN_NAME="job", HOME=str(home_dir),
                     TMPDIR=str(temp))
     for variable in runtime_dirs.CACHE_VARIABLES:
         if variable not in ("HOME", "TMPDIR"):

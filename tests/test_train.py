@@ -44,6 +44,7 @@ def test_cold_start_then_warm_start_continues(tmp_path: Path) -> None:
     # one step count in the log; rlpyt's cum_steps named once where a snapshot shows
     assert "snapshot itr 99: 400 steps done (cum_steps 396 as rlpyt records it)" in first.stdout
     assert "(total 400)" in first.stdout and "done: final snapshot itr 99: 400 steps" in first.stdout
+    assert not (ckpt / "run_0" / "learning_curve.png").exists()  # LEARNING_CURVE=0
 
     second = _train(ckpt, SEED="3")
     assert (f"warm start from {snapshot} (itr 99: 400 steps done (cum_steps 396 as rlpyt "

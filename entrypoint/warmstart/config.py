@@ -172,6 +172,10 @@ class Config:
         "LOG_EVERY", 10_000,
         "Env steps between log points (a progress.csv row, and params.pkl in the last modes).",
         minimum=1, maximum=MAX_STEPS)
+    learning_curve: bool = _setting(
+        "LEARNING_CURVE", True,
+        "Draw learning_curve.png into the run folder when the run ends (matplotlib); 0 skips "
+        "it (e.g. many short runs): `warmstart lineage --curve` draws it later.")
     keep_snapshots: int = _setting(
         "KEEP_SNAPSHOTS", 0,
         "Keep only the newest N itr_N.pkl files of a run (never the one it started from); "

@@ -157,7 +157,8 @@ def _train(config: Config, engine_name: str, start: StartPoint, device: torch.de
     finally:
         engine.close()
     run_dir.mark(outcome)
-    write_learning_curve(run_dir.path, log)  # after the run is recorded as ended: a by-product
+    if config.learning_curve:  # after the run is recorded as ended: a by-product
+        write_learning_curve(run_dir.path, log)
     if outcome == "stopped":
         assert stop.signal_name is not None
         log(f"stopped by {stop.signal_name} after a final snapshot in {run_dir.path}")
