@@ -107,18 +107,24 @@ def _locate(recorded: Path, volume: Path) -> Path | None:
     return None
 
 
-def _newest_counters(run_dir: Path) -> tuple[int, int]:
-    """(itr, cum_steps) of the newest snapshot file directly in ``run_dir`` (without its
-    tensors); (-1, 0) without one."""
-    best = (-1, 0)
+def _newest_counters(run_dir: Path) -> tuple[int, int, bool]:
+    """(itr, cum_steps, asynchronous) of the newest snapshot file directly in ``run_dir``
+    (without its tensors; an AsyncRl snapshot's itr is its ``sampler_itr``); (-1, 0, False)
+    without one."""
+    best = (-1, 0, False)
     for path in run_dir.iterdir():
         if snap.SNAPSHOT_NAME.match(path.name):
             try:
                 counters = snap.read_training(path)
-                best = max(best, (counters.itr, counters.cum_steps), key=lambda c: c[1])
+                best = max(best, (counters.itr, counters.cum_steps,
+                                  counters.asynchronous is not None), key=lambda c: c[1])
             except SnapshotError:
                 continue
     return best
+
+
+RLPYT_RUN = "rlpyt run"
+RLPYT_ASYNC_RUN = "rlpyt AsyncRl run"
 
 
 def read_run(run_dir: Path) -> tuple[Run, dict[str, Any] | None]:
@@ -140,10 +146,12 @@ def read_run(run_dir: Path) -> tuple[Run, dict[str, Any] | None]:
                    score_curve(rows, SCORE), score_curve(rows, EVAL_SCORE),
                    steps_done(*start), steps_done(*end)), manifest
     rlpyt_eval = RLPYT_EVAL_MARK in columns and EVAL_SCORE not in columns
-    end = _newest_counters(run_dir)
-    return Run(run_dir, False, None, "", 0, end[1], "rlpyt run" if rows else "no manifest",
+    itr, cum_steps, asynchronous = _newest_counters(run_dir)
+    status = (RLPYT_ASYNC_RUN if asynchronous else RLPYT_RUN) if rows else "no manifest"
+    return Run(run_dir, False, None, "", 0, cum_steps, status,
                [] if rlpyt_eval else score_curve(rows, SCORE),
-               score_curve(rows, SCORE) if rlpyt_eval else [], 0, steps_done(*end)), None
+               score_curve(rows, SCORE) if rlpyt_eval else [], 0,
+               steps_done(itr, cum_steps)), None
 
 
 def lineage(run_dir: Path) -> list[Run]:
