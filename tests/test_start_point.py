@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SHORT_RUN, warmstart
-from warmstart.checkpoint import discovery, progress, records
+from warmstart.checkpoint import chain, discovery, progress, records
 from warmstart.checkpoint import snapshot as snap
 from warmstart.checkpoint.counters import Budget
 from warmstart.checkpoint.run import RunDir
@@ -129,6 +129,15 @@ def test_warm_start_from_a_reset_chain_continues_exploration(rlpyt_run_dir: Path
     assert shown.returncode == 0, shown.stdout + shown.stderr
     row = next(line.split() for line in shown.stdout.splitlines() if line.startswith("run_0"))
     assert "14,000" in row and "4,000" not in row, shown.stdout
+    # and, through the chain the manifest records, the rlpyt runs before it at their steps
+    lines = shown.stdout.splitlines()
+    first = next(line for line in lines if line.startswith("pong_example1"))
+    second = next(line for line in lines if line.startswith("continued"))
+    assert lines.index(first) < lines.index(second) < lines.index(next(
+        line for line in lines if line.startswith("run_0")))
+    assert "10,000" in first.split()
+    assert "(by Adam's step)" in second and ["10,000", "14,000"] == [
+        w for w in second.split() if w in ("10,000", "14,000")], shown.stdout
 
 
 def test_reset_chain_without_its_parent_is_estimated(rlpyt_run_dir: Path) -> None:
@@ -301,6 +310,11 @@ def test_chain_made_by_rlpyt_itself(tmp_path: Path) -> None:
     where = progress.of(found, records.beside(continuation), load({}))
     # real: itr 499 (cum_steps 1996); short by the continuation's 100 fill iterations
     assert (where.source, where.itr) == ("estimate", 399)
+    # with the first run's snapshot on the volume, the chain is exact: 1,200 + 800 steps
+    exact = chain.exact(continuation, found, records.beside(continuation),
+                        load({"CKPT_DIR": str(tmp_path)}), log=lambda _: None)
+    assert exact is not None and (exact.source, exact.itr, exact.steps_done) == (
+        "chain", 499, 2000)
 
 
 def test_targets_are_listed_also_for_a_manifest_from_before_them(tmp_path: Path) -> None:

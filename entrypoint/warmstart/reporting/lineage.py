@@ -154,17 +154,48 @@ def read_run(run_dir: Path) -> tuple[Run, dict[str, Any] | None]:
                steps_done(itr, cum_steps)), None
 
 
+def _reconstructed(manifest: dict[str, Any]) -> dict[Path, tuple[Path | None, int]]:
+    """An exact rlpyt-recipe chain the run began from (``start_progress.chain``, newest
+    first): each of its snapshots' folders, with the snapshot its run began from (None for
+    the oldest) and the lineage's steps before it (the whole less its own and those after)."""
+    where = manifest.get("start_progress") or {}
+    links = where.get("chain")
+    if not isinstance(links, list) or not all(
+            isinstance(link, dict) and isinstance(link.get("path"), str)
+            and isinstance(link.get("steps_done"), int) for link in links):
+        return {}
+    total = steps_done(where["itr"], where["cum_steps"])
+    found: dict[Path, tuple[Path | None, int]] = {}
+    after = 0
+    for i, link in enumerate(links):
+        after += link["steps_done"]
+        parent = Path(links[i + 1]["path"]) if i + 1 < len(links) else None
+        found[Path(link["path"]).parent] = (parent, max(0, total - after))
+    return found
+
+
 def lineage(run_dir: Path) -> list[Run]:
-    """The chain of runs that ends at ``run_dir``, oldest first."""
+    """The chain of runs that ends at ``run_dir``, oldest first; beyond an rlpyt run, the
+    links of an exact recipe chain its child's manifest records (``start_progress.chain``)."""
     chain: list[Run] = []
     seen: set[Path] = set()
+    known: dict[Path, tuple[Path | None, int]] = {}
     current: Path | None = run_dir
     while current is not None and current.resolve() not in seen:
         seen.add(current.resolve())
         run, manifest = read_run(current)
         chain.append(run)
-        current = None
+        here, current = current, None
+        if manifest is None and here in known:  # a link of a reconstructed rlpyt chain
+            parent, before = known[here]
+            run.start_steps, run.end_steps = before, before + run.end_steps
+            if parent is not None:
+                run.parent, run.parent_note = parent, "by Adam's step"
+                current = parent.parent if parent.is_file() else None
+                if current is None:
+                    run.parent_note = "not found here"
         if manifest is not None and manifest["parent"] is not None:
+            known = _reconstructed(manifest)
             recorded = manifest["parent"]
             found = _locate(Path(recorded["path"]), run_dir.parent)
             if found is None:
