@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, updates_per_iteration
+from ..config import Config, SamplerShape, updates_per_iteration
 from . import discovery, progress, records
 from . import snapshot as snap
 from .counters import steps_done
@@ -36,7 +36,8 @@ class _Link:
     recorded: records.Records
 
     @property
-    def shape(self) -> Any:
+    def shape(self) -> SamplerShape:
+        """The sampler shape of its run (``progress.lineage_shape``)."""
         return progress.lineage_shape(self.counters, self.recorded)[0]
 
     @property
