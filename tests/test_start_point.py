@@ -293,8 +293,8 @@ def test_chain_made_by_rlpyt_itself(tmp_path: Path) -> None:
     """rlpyt's own recipe, twice: a 1,200-step pong run and an 800-step continuation."""
     pytest.importorskip("rlpyt.runners.minibatch_rl", reason="rlpyt is not importable here")
     first, second = tmp_path / "first", tmp_path / "second"
-    chain = ((first, "1200"), (second, "800", str(first / "run_0" / "params.pkl")))
-    for log_dir, *args in chain:
+    runs = ((first, "1200"), (second, "800", str(first / "run_0" / "params.pkl")))
+    for log_dir, *args in runs:
         made = subprocess.run([sys.executable, "-c", _RLPYT_CHAIN, str(log_dir), *args],
                               capture_output=True, text=True, timeout=600, check=False)
         assert made.returncode == 0, made.stdout + made.stderr
