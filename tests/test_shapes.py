@@ -206,8 +206,9 @@ def test_world_size_logged_or_read_from_the_counters(rlpyt_snapshot: Path,
     found, source = progress.lineage_shape(snap.read(unlogged), records.beside(unlogged))
     assert (found, source) == (SamplerShape(2, 16, 2), "params.json and counters")
     logged = _rlpyt_config(shape) | {"runner": {"world_size": 4}}
+    # not Adam step 10: that would make two_gpus the run it began from (chain.py)
     path = _rlpyt_run(tmp_path / "four_gpus", rlpyt_snapshot, itr=100, cum_steps=100 * 128,
-                      updates=10, logged=logged)
+                      updates=11, logged=logged)
     assert records.beside(path).shape == SamplerShape(2, 16, 4)
     start, lines = _prepare(tmp_path, INIT_SNAPSHOT=str(path))
     # one process of 2 x 16 here: the counters convert, the steps done stay

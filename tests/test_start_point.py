@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SHORT_RUN, warmstart
-from warmstart.checkpoint import discovery, progress, records
+from warmstart.checkpoint import chain, discovery, progress, records
 from warmstart.checkpoint import snapshot as snap
 from warmstart.checkpoint.counters import Budget
 from warmstart.checkpoint.run import RunDir
@@ -100,30 +100,62 @@ def test_reset_counters_are_recognised_and_progress_estimated(rlpyt_snapshot: Pa
 
 
 def test_warm_start_from_a_reset_chain_continues_exploration(rlpyt_run_dir: Path) -> None:
+    """The continuation's parent is on the volume: the chain is exact (README: an rlpyt-recipe
+    chain), 2,500 + 1,000 iterations, where the estimate alone would say 3,250."""
     original = rlpyt_run_dir / "pong_example1" / "params.pkl"
     continuation = _rlpyt_continuation(original, rlpyt_run_dir / "continued", steps=4000)
     _same_mtime(rlpyt_run_dir)
     result = warmstart(CKPT_DIR=str(rlpyt_run_dir), EPS_STEPS="20000", **SHORT_RUN)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"warm start from {continuation}" in result.stdout
-    assert "reset its counters" in result.stdout and "cum_steps 12996" in result.stdout
+    assert "the chain is exact, 14,000 steps done" in result.stdout
+    assert f"then {original} (10,000 steps, counters)" in result.stdout
+    assert "cum_steps 13996" in result.stdout and "estimated" not in result.stdout
     run = rlpyt_run_dir / "run_0"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["parent"]["path"] == str(continuation)
-    assert manifest["start_progress"]["source"] == "estimate"
-    assert manifest["start_progress"]["cum_steps"] == 12996
+    where = manifest["start_progress"]
+    assert (where["source"], where["cum_steps"]) == ("chain", 13996)
+    assert [link["path"] for link in where["chain"]] == [str(continuation), str(original)]
     written = torch.load(run / "params.pkl", weights_only=True)
     assert list(written) == ["itr", "cum_steps", "agent_state_dict", "optimizer_state_dict"]
-    assert written["cum_steps"] == 12996 + 400
+    assert written["cum_steps"] == 13996 + 400
     # epsilon ramps from itr 250 to 5000 (EPS_STEPS 20000): the continuation's own counters
-    # (itr 1000) would give 0.84, a restart 1.0; the estimate (itr 3250+) about 0.35
+    # (itr 1000) would give 0.84, a restart 1.0; the chain (itr 3500+) about 0.32
     epsilon = [float(r["Epsilon"]) for r in _progress_rows(run)]
     assert max(epsilon) < 0.4, epsilon
     # lineage starts the run where the chain really stood, not at the reset counters' 4,000
     shown = warmstart("lineage", str(run))
     assert shown.returncode == 0, shown.stdout + shown.stderr
     row = next(line.split() for line in shown.stdout.splitlines() if line.startswith("run_0"))
-    assert "13,000" in row and "4,000" not in row, shown.stdout
+    assert "14,000" in row and "4,000" not in row, shown.stdout
+    # and, through the chain the manifest records, the rlpyt runs before it at their steps
+    lines = shown.stdout.splitlines()
+    first = next(line for line in lines if line.startswith("pong_example1"))
+    second = next(line for line in lines if line.startswith("continued"))
+    assert lines.index(first) < lines.index(second) < lines.index(next(
+        line for line in lines if line.startswith("run_0")))
+    assert "10,000" in first.split()
+    assert "(by Adam's step)" in second and ["10,000", "14,000"] == [
+        w for w in second.split() if w in ("10,000", "14,000")], shown.stdout
+
+
+def test_reset_chain_without_its_parent_is_estimated(rlpyt_run_dir: Path) -> None:
+    original = rlpyt_run_dir / "pong_example1" / "params.pkl"
+    continuation = _rlpyt_continuation(original, rlpyt_run_dir / "continued", steps=4000)
+    shutil.rmtree(original.parent)  # the first run's snapshot is not on this volume
+    result = warmstart(CKPT_DIR=str(rlpyt_run_dir), EPS_STEPS="20000", **SHORT_RUN)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"warm start from {continuation}" in result.stdout
+    assert "reset its counters" in result.stdout and "cum_steps 12996" in result.stdout
+    assert "chain is exact" not in result.stdout
+    run = rlpyt_run_dir / "run_0"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["start_progress"]["source"] == "estimate"
+    assert manifest["start_progress"]["cum_steps"] == 12996
+    assert "chain" not in manifest["start_progress"]
+    written = torch.load(run / "params.pkl", weights_only=True)
+    assert written["cum_steps"] == 12996 + 400
 
 
 def test_progress_steps_without_a_snapshot_is_said_and_ignored(tmp_path: Path) -> None:
@@ -261,8 +293,8 @@ def test_chain_made_by_rlpyt_itself(tmp_path: Path) -> None:
     """rlpyt's own recipe, twice: a 1,200-step pong run and an 800-step continuation."""
     pytest.importorskip("rlpyt.runners.minibatch_rl", reason="rlpyt is not importable here")
     first, second = tmp_path / "first", tmp_path / "second"
-    chain = ((first, "1200"), (second, "800", str(first / "run_0" / "params.pkl")))
-    for log_dir, *args in chain:
+    runs = ((first, "1200"), (second, "800", str(first / "run_0" / "params.pkl")))
+    for log_dir, *args in runs:
         made = subprocess.run([sys.executable, "-c", _RLPYT_CHAIN, str(log_dir), *args],
                               capture_output=True, text=True, timeout=600, check=False)
         assert made.returncode == 0, made.stdout + made.stderr
@@ -278,6 +310,11 @@ def test_chain_made_by_rlpyt_itself(tmp_path: Path) -> None:
     where = progress.of(found, records.beside(continuation), load({}))
     # real: itr 499 (cum_steps 1996); short by the continuation's 100 fill iterations
     assert (where.source, where.itr) == ("estimate", 399)
+    # with the first run's snapshot on the volume, the chain is exact: 1,200 + 800 steps
+    exact = chain.exact(continuation, found, records.beside(continuation),
+                        load({"CKPT_DIR": str(tmp_path)}), log=lambda _: None)
+    assert exact is not None and (exact.source, exact.itr, exact.steps_done) == (
+        "chain", 499, 2000)
 
 
 def test_targets_are_listed_also_for_a_manifest_from_before_them(tmp_path: Path) -> None:

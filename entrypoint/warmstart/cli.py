@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import __version__, config, errors, runtime_dirs, sweep
 from .config import EVAL_EPSILON, MAX_EPISODE_STEPS
@@ -233,6 +234,16 @@ def _eval(args: argparse.Namespace) -> int:
                epsilon=args.epsilon, max_steps=args.max_steps, video_path=args.video)
 
 
+def _async_lines(found: Any) -> dict[str, Any]:
+    """inspect's lines for an AsyncRl snapshot, whose ``itr`` counts optimizer iterations
+    and whose progress is its ``sampler_itr`` (steps done count from it)."""
+    if found.asynchronous is None:
+        return {}
+    counted = found.asynchronous
+    return {"itr": f"{counted.opt_itr} (optimizer iterations: an asynchronous rlpyt run, AsyncRl)",
+            "sampler_itr": counted.sampler_itr, "cum_updates": counted.cum_updates}
+
+
 def _inspect(path: Path) -> int:
     from . import games
     from .checkpoint import discovery
@@ -244,6 +255,7 @@ def _inspect(path: Path) -> int:
     lines = {
         "path": found.path,
         "itr": found.itr,
+        **_async_lines(found),
         "cum_steps": found.cum_steps,
         "steps done": f"{steps_done(found.itr, found.cum_steps):,} (rlpyt's cum_steps counts "
                       "the steps before the last iteration)",

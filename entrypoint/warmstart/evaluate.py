@@ -64,7 +64,8 @@ def _play(path: Path, config: Config, *, game: str | None, epsilon: float, max_s
         raise SnapshotError(f"{snapshot.path}: weights do not fit the model "
                             f"({str(err).splitlines()[-1].strip()}).") from None
     episodes = config.eval_episodes
-    log(f"snapshot  {snapshot.path} ({counters(snapshot.itr, snapshot.cum_steps)}, "
+    name = "itr" if snapshot.asynchronous is None else "sampler_itr"  # AsyncRl's progress
+    log(f"snapshot  {snapshot.path} ({counters(snapshot.itr, snapshot.cum_steps, name=name)}, "
         f"sha256 {snapshot.sha256[:12]})")
     log(f"playing   {episodes} game(s) of {game} at epsilon {epsilon:g} on {device}, seed "
         f"{config.seed}; a game ends at game over or after {max_steps:,} steps")

@@ -133,7 +133,9 @@ def _train(config: Config, engine_name: str, start: StartPoint, device: torch.de
     if snapshot is None:
         log(f"cold start: no snapshot in {config.ckpt_dir}; training {config.game} from scratch")
     else:
-        log(f"warm start from {snapshot.path} ({counters(snapshot.itr, snapshot.cum_steps)}, "
+        name = "itr" if snapshot.asynchronous is None else "sampler_itr"
+        log(f"warm start from {snapshot.path} "
+            f"({counters(snapshot.itr, snapshot.cum_steps, name=name)}, "
             f"{snapshot.shape.head} head, sha256 {snapshot.sha256[:12]})")
     if start.resume_state is None:
         log(f"learning rate {start.lr:g} (from {start.lr_source}); updates start after "

@@ -4,7 +4,8 @@ Reading (every file from the volume is hostile until checked): ``safe_read`` ope
 regular files of bounded size; ``snapshot`` reads rlpyt's ``params.pkl`` without running
 pickled code; ``manifest``, ``rows`` and ``records`` read a run's records; ``discovery`` picks
 the newest usable snapshot. Deciding: ``counters`` (steps done, a job's span), ``progress``
-(a reset lineage's real progress) and ``start`` (which run, snapshot, settings and span).
+(a reset lineage's real progress, AsyncRl's counters), ``chain`` (an rlpyt-recipe chain summed
+exactly from its parents on the volume) and ``start`` (which run, snapshot, settings and span).
 Writing: ``atomic`` (temp file and rename), ``lock`` (one writer per run), ``run`` (the run
 folder's snapshots, rows and manifest), ``resume_state`` (what an exact resume needs) and
 ``volume`` (checks before training). Imports config and errors only; never the engine.

@@ -25,9 +25,10 @@ def steps_done(itr: int, cum_steps: int | None = None, *,
     return (itr + 1) * shape.steps_per_itr
 
 
-def counters(itr: int, cum_steps: int) -> str:
-    """A snapshot's position in the words of the log, rlpyt's own count named once."""
-    return (f"itr {itr}: {steps_done(itr, cum_steps):,} steps done (cum_steps {cum_steps} "
+def counters(itr: int, cum_steps: int, *, name: str = "itr") -> str:
+    """A snapshot's position in the words of the log, rlpyt's own count named once (``name``:
+    ``sampler_itr`` for an AsyncRl snapshot, whose ``itr`` counts optimizer iterations)."""
+    return (f"{name} {itr}: {steps_done(itr, cum_steps):,} steps done (cum_steps {cum_steps} "
             "as rlpyt records it)")
 
 

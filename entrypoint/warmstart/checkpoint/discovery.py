@@ -48,7 +48,8 @@ class _Candidate:
     def describe(self) -> str:
         updates = "no optimizer state" if self.counters.updates is None else (
             f"{self.counters.updates} updates")
-        return f"{self.path} ({updates}, cum_steps {self.counters.cum_steps})"
+        runner = ", AsyncRl" if self.counters.asynchronous is not None else ""
+        return f"{self.path} ({updates}, cum_steps {self.counters.cum_steps}{runner})"
 
 
 def _names(paths: list[Path]) -> str:

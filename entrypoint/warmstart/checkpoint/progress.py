@@ -19,17 +19,27 @@ refilled an empty replay for its own ``min_steps_learn`` steps without updating,
 estimate falls short of the real progress by the sum of those fills (500 env steps for one
 continuation with ``min_steps_learn=500``); it never overshoots while the replay ratio stayed
 the same. ``PROGRESS_STEPS`` replaces the estimate when the user knows better.
+
+An ``AsyncRl`` snapshot (``snapshot.AsyncCounters``) stands at its ``sampler_itr``; its
+``cum_updates`` are the updates its own rlpyt run made, so the test is exact there: Adam's
+step beyond them was carried over by rlpyt's recipe, and only those earlier updates are
+estimated (``_async``). When the parent of a reset snapshot is on the volume, ``chain``
+replaces the estimate with the exact sum.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import COLD_MIN_STEPS_LEARN, EXAMPLE_1, Config, SamplerShape, updates_per_iteration
 from . import snapshot as snap
 from .records import Records
+
+Counted = snap.Snapshot | snap.Counters
+"""A snapshot's counters: loaded whole, or read without its tensors (``read_training``)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,9 @@ class Progress:
     batch_size: int
     shape: SamplerShape  # the lineage's: ``itr`` counts its iterations
     shape_source: str  # where the shape comes from ("manifest.json", "params.json", "counters")
+    asynchronous: bool = False  # the snapshot is an AsyncRl runner's
+    # an exact chain (``chain``): each snapshot of the lineage, newest first
+    links: tuple[dict[str, Any], ...] = ()
 
     @property
     def cum_steps(self) -> int:
@@ -59,10 +72,12 @@ class Progress:
                 "optimizer_updates": self.updates, "allowed_updates": self.allowed_updates,
                 "replay_ratio": self.replay_ratio, "batch_size": self.batch_size,
                 "batch_T": self.shape.batch_T, "batch_B": self.shape.batch_B,
-                "world_size": self.shape.world_size, "shape_source": self.shape_source}
+                "world_size": self.shape.world_size, "shape_source": self.shape_source,
+                "runner": "AsyncRl" if self.asynchronous else "MinibatchRl",
+                **({"chain": list(self.links)} if self.links else {})}
 
 
-def lineage_shape(parent: snap.Snapshot, records: Records) -> tuple[SamplerShape, str]:
+def lineage_shape(parent: Counted, records: Records) -> tuple[SamplerShape, str]:
     """The sampler shape ``parent`` was trained in, and where that comes from.
 
     The record beside it first (this project's manifest, rlpyt's params.json). A record without
@@ -85,7 +100,33 @@ def lineage_shape(parent: snap.Snapshot, records: Records) -> tuple[SamplerShape
     return EXAMPLE_1, "counters" if exact else "default"
 
 
-def of(parent: snap.Snapshot, records: Records, config: Config) -> Progress:
+def fill_itrs(records: Records, shape: SamplerShape) -> int:
+    """Iterations a run of this record sampled before its first update (its
+    ``min_steps_learn``; rlpyt's 50,000 where none is recorded)."""
+    fill_steps = records.eps_decay_start_steps
+    if fill_steps is None:
+        fill_steps = COLD_MIN_STEPS_LEARN
+    return fill_steps // shape.steps_per_itr
+
+
+def _async(parent: Counted, records: Records, shape: SamplerShape, per_itr: int,
+           at: Callable[..., Progress]) -> Progress:
+    """An AsyncRl snapshot's progress: its sampling counters, unless Adam's step exceeds the
+    updates its own run made (``cum_updates``); then rlpyt's recipe carried the optimizer over
+    and restarted the counters, and the earlier updates are converted to iterations at the
+    replay ratio (plus the first run's fill) and added to this run's own. The optimizer of an
+    async run may lag the ratio, so this estimate too errs short."""
+    counted = parent.asynchronous
+    assert counted is not None
+    updates = parent.updates
+    if records.ours or updates is None or updates <= counted.cum_updates:
+        return at(parent.itr, "counters", allowed=counted.cum_updates)
+    earlier = updates - counted.cum_updates
+    return at(parent.itr + math.ceil(earlier / per_itr) + fill_itrs(records, shape), "estimate",
+              allowed=counted.cum_updates)
+
+
+def of(parent: Counted, records: Records, config: Config) -> Progress:
     """The real progress of ``parent``'s lineage: its counters, or an estimate when the
     optimizer has seen more updates than they allow, or what ``PROGRESS_STEPS`` states.
 
@@ -100,17 +141,16 @@ def of(parent: snap.Snapshot, records: Records, config: Config) -> Progress:
     allowed = (parent.itr + 1) * per_itr
     updates = parent.updates
 
-    def at(itr: int, source: str) -> Progress:
+    def at(itr: int, source: str, allowed: int = allowed) -> Progress:
         return Progress(itr=itr, source=source, updates=updates, allowed_updates=allowed,
                         replay_ratio=ratio, batch_size=batch, shape=shape,
-                        shape_source=shape_source)
+                        shape_source=shape_source, asynchronous=parent.asynchronous is not None)
 
     if config.progress_steps is not None:
         return at(config.progress_steps // shape.steps_per_itr, "PROGRESS_STEPS")
+    if parent.asynchronous is not None:
+        return _async(parent, records, shape, per_itr, at)
     if records.ours or updates is None or updates <= allowed:
         return at(parent.itr, "counters")
-    fill_steps = records.eps_decay_start_steps
-    if fill_steps is None:
-        fill_steps = COLD_MIN_STEPS_LEARN
-    fill = fill_steps // shape.steps_per_itr
+    fill = fill_itrs(records, shape)
     return at(max(parent.itr, math.ceil(updates / per_itr) + fill - 1), "estimate")

@@ -65,6 +65,19 @@ def latest_run_dir(ckpt_dir: Path) -> Path | None:
     return max(numbered)[1] if numbered else None
 
 
+def _parent_record(parent: snap.Snapshot) -> dict[str, Any]:
+    """The manifest's ``parent``: where the run began. An AsyncRl parent's own counters go
+    with it (``asynchronous``): the run's snapshots keep that runner's format."""
+    record = {"path": str(parent.path), "sha256": parent.sha256, "itr": parent.itr,
+              "cum_steps": parent.cum_steps, "lr": parent.lr}
+    if parent.asynchronous is not None:
+        record["asynchronous"] = {"itr": parent.asynchronous.opt_itr,
+                                  "sampler_itr": parent.asynchronous.sampler_itr,
+                                  "cum_updates": parent.asynchronous.cum_updates,
+                                  "optimizer_updates": parent.updates}
+    return record
+
+
 class RunDir:
     """Writes one run's snapshots, progress rows and manifest; nothing else touches the folder.
 
@@ -153,9 +166,7 @@ class RunDir:
             "n_actions": n_actions,
             "dueling": config.dueling,
             "seed": config.seed,
-            "parent": None if parent is None else {
-                "path": str(parent.path), "sha256": parent.sha256, "itr": parent.itr,
-                "cum_steps": parent.cum_steps, "lr": parent.lr},
+            "parent": None if parent is None else _parent_record(parent),
             "budget": {"start_itr": budget.start_itr, "target_itr": budget.target_itr,
                        "target_cum_steps": budget.target_cum_steps,
                        "eps_decay_start_itr": budget.eps_decay_start_itr,
@@ -255,7 +266,8 @@ class RunDir:
                 "Lower LR, or warm-start from another snapshot.")
         cum_steps = self.budget.cum_steps(itr)
         data = snap.to_bytes(itr=itr, cum_steps=cum_steps, model=parts["model"],
-                             target=parts["target"], optimizer=parts["optimizer"])
+                             target=parts["target"], optimizer=parts["optimizer"],
+                             asynchronous=self._asynchronous(itr, parts["optimizer"]))
         digest = hashlib.sha256(data).hexdigest()
         for name in files:
             self._check_own(name)
@@ -287,6 +299,22 @@ class RunDir:
         self._prune()
         resume_state.prune(self.path, keep=resume)
         return time.perf_counter() - started
+
+    def _asynchronous(self, itr: int, optimizer: dict[str, Any]) -> snap.AsyncCounters | None:
+        """The AsyncRl counters a snapshot of a run continuing an asynchronous lineage carries,
+        so that it stays in the format of the runner that began it (None otherwise):
+        ``sampler_itr`` is the run's ``itr``, ``cum_updates`` Adam's step (the lineage's
+        updates: this run's counters are the lineage's real progress, never reset), and
+        ``itr`` the parent's optimizer iterations plus one per update since (rlpyt's async
+        DQN updates ``updates_per_sync`` = 1 times per optimizer iteration by default)."""
+        parent = self.manifest["parent"] or {}
+        began = parent.get("asynchronous")
+        if not isinstance(began, dict):
+            return None
+        updates = snap.optimizer_updates(optimizer) or 0
+        since = max(0, updates - int(began.get("optimizer_updates") or 0))
+        return snap.AsyncCounters(opt_itr=int(began.get("itr") or 0) + since, sampler_itr=itr,
+                                  cum_updates=updates)
 
     def _check_own(self, name: str) -> None:
         """Refuse to replace ``name`` unless this run wrote it: the manifest lists it with the

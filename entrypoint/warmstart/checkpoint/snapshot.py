@@ -1,7 +1,8 @@
 """rlpyt's snapshot, read safely and described in the user's words.
 
 A snapshot is rlpyt's ``params.pkl`` / ``itr_N.pkl``: a ``torch.save`` dict with ``itr``,
-``cum_steps``, ``agent_state_dict`` and ``optimizer_state_dict``. The model's key names and
+``cum_steps``, ``agent_state_dict`` and ``optimizer_state_dict`` (``AsyncRl`` runners add
+``sampler_itr`` and ``cum_updates``: ``AsyncCounters``). The model's key names and
 shapes are the contract with rlpyt, so everything here is about that dict and nothing about
 training. Loading never runs pickled code (``weights_only=True``) and opens the file only as a
 regular file of a snapshot's size (``safe_read``: never a FIFO, a device or a link loop); every
@@ -72,9 +73,49 @@ class ModelShape:
         return "dueling" if self.dueling else "plain"
 
 
+@dataclass(frozen=True)
+class AsyncCounters:
+    """What rlpyt's ``AsyncRl`` runners record besides ``MinibatchRl``'s counters.
+
+    There sampling and optimization run in separate processes: the snapshot's ``itr`` counts
+    optimizer iterations (``optimize_agent`` calls, ``updates_per_sync`` updates each), while
+    ``sampler_itr`` counts sampler iterations and ``cum_steps = sampler_itr * batch_T *
+    batch_B``; ``cum_updates`` is the algorithm's update counter, which restarts at 0 in every
+    rlpyt run (Adam's ``step`` does not when rlpyt's warm-start recipe carries the optimizer
+    state over). Updates are not a fixed function of steps: the optimizer runs at its own
+    pace, at most ``replay_ratio`` (``AsyncRlBase.optim_startup``'s throttle).
+    """
+
+    opt_itr: int  # the snapshot's ``itr``: optimizer iterations
+    sampler_itr: int
+    cum_updates: int
+
+    def describe(self) -> str:
+        return (f"an asynchronous rlpyt run (AsyncRl): its itr {self.opt_itr} counts optimizer "
+                f"iterations, sampler_itr {self.sampler_itr} its sampling, cum_updates "
+                f"{self.cum_updates} its own updates")
+
+
+def sampling_counters(path: Path, params: dict[str, Any]) -> tuple[int, AsyncCounters | None]:
+    """The sampler iteration a snapshot stands at, and its ``AsyncCounters`` when an AsyncRl
+    runner wrote it (``sampler_itr`` and ``cum_updates`` beside ``itr``).
+
+    Everything in this project counts progress in sampler iterations, so an AsyncRl
+    snapshot's position is its ``sampler_itr``, never its ``itr``.
+    """
+    itr = _as_int(path, params, "itr")
+    if "sampler_itr" not in params and "cum_updates" not in params:
+        return itr, None
+    found = AsyncCounters(opt_itr=itr, sampler_itr=_as_int(path, params, "sampler_itr"),
+                          cum_updates=_as_int(path, params, "cum_updates"))
+    return found.sampler_itr, found
+
+
 @dataclass
 class Snapshot:
-    """A loaded snapshot, normalised: ``target`` is filled in when the file held a bare model."""
+    """A loaded snapshot, normalised: ``target`` is filled in when the file held a bare model;
+    ``itr`` is the sampler iteration (an AsyncRl snapshot's ``sampler_itr``, whose own counters
+    are in ``asynchronous``)."""
 
     path: Path
     itr: int
@@ -84,6 +125,7 @@ class Snapshot:
     optimizer: dict[str, Any] | None
     shape: ModelShape
     sha256: str
+    asynchronous: AsyncCounters | None = None  # an AsyncRl snapshot's own counters
 
     @property
     def lr(self) -> float | None:
@@ -337,7 +379,8 @@ def read(path: Path) -> Snapshot:
         raise SnapshotError(
             f"{path}: missing {', '.join(missing)}; expected rlpyt's snapshot dict "
             "(itr, cum_steps, agent_state_dict, optimizer_state_dict).")
-    itr, cum_steps = _as_int(path, params, "itr"), _as_int(path, params, "cum_steps")
+    (itr, asynchronous), cum_steps = sampling_counters(path, params), _as_int(
+        path, params, "cum_steps")
     agent = params["agent_state_dict"]
     if not isinstance(agent, dict):
         raise SnapshotError(f"{path}: agent_state_dict is a {type(agent).__name__}, not a dict.")
@@ -360,16 +403,18 @@ def read(path: Path) -> Snapshot:
     return Snapshot(
         path=path, itr=itr, cum_steps=cum_steps,
         model=OrderedDict(model), target=OrderedDict(target), optimizer=optimizer, shape=shape,
-        sha256=hashlib.sha256(data).hexdigest())
+        sha256=hashlib.sha256(data).hexdigest(), asynchronous=asynchronous)
 
 
 @dataclass(frozen=True)
 class Counters:
-    """How much training a snapshot holds, read without its tensors."""
+    """How much training a snapshot holds, read without its tensors (``itr`` as in
+    ``Snapshot``: the sampler iteration)."""
 
     itr: int
     cum_steps: int
     updates: int | None  # Adam's step count; None without optimizer state
+    asynchronous: AsyncCounters | None = None  # an AsyncRl snapshot's own counters
 
 
 def optimizer_updates(optimizer: Any) -> int | None:
@@ -409,8 +454,10 @@ def read_training(path: Path) -> Counters:
         params = _torch_load(path, fd, mmap=is_zip)
     finally:
         os.close(fd)
-    return Counters(itr=_as_int(path, params, "itr"), cum_steps=_as_int(path, params, "cum_steps"),
-                    updates=optimizer_updates(params.get("optimizer_state_dict")))
+    itr, asynchronous = sampling_counters(path, params)
+    return Counters(itr=itr, cum_steps=_as_int(path, params, "cum_steps"),
+                    updates=optimizer_updates(params.get("optimizer_state_dict")),
+                    asynchronous=asynchronous)
 
 
 def check_fits(snapshot: Snapshot, *, game: str, n_actions: int, dueling: bool) -> None:
@@ -428,11 +475,19 @@ def check_fits(snapshot: Snapshot, *, game: str, n_actions: int, dueling: bool) 
 
 
 def to_bytes(*, itr: int, cum_steps: int, model: dict[str, torch.Tensor],
-             target: dict[str, torch.Tensor], optimizer: dict[str, Any]) -> bytes:
-    """Serialise exactly rlpyt's dict (Python ints, CPU tensors) in torch's zip format."""
-    params = {
-        "itr": int(itr),
-        "cum_steps": int(cum_steps),
+             target: dict[str, torch.Tensor], optimizer: dict[str, Any],
+             asynchronous: AsyncCounters | None = None) -> bytes:
+    """Serialise exactly rlpyt's dict (Python ints, CPU tensors) in torch's zip format: the
+    ``MinibatchRl`` runners' keys, or with ``asynchronous`` the ``AsyncRl`` runners' (``itr``
+    its optimizer iterations, then ``sampler_itr``, ``cum_steps``, ``cum_updates``, in
+    ``AsyncRlBase.get_itr_snapshot``'s order)."""
+    params: dict[str, Any] = {"itr": int(itr), "cum_steps": int(cum_steps)}
+    if asynchronous is not None:
+        params = {"itr": int(asynchronous.opt_itr),
+                  "sampler_itr": int(asynchronous.sampler_itr),
+                  "cum_steps": int(cum_steps),
+                  "cum_updates": int(asynchronous.cum_updates)}
+    params |= {
         "agent_state_dict": {"model": model, "target": target},
         "optimizer_state_dict": optimizer,
     }

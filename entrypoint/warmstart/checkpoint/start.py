@@ -35,7 +35,7 @@ from ..config import (
     check_derived,
 )
 from ..errors import ConfigError, RunRecordError, SnapshotError
-from . import atomic, discovery, lock, progress, records, volume
+from . import atomic, chain, discovery, lock, progress, records, volume
 from . import snapshot as snap
 from .counters import Budget
 from .manifest import load_manifest
@@ -229,11 +229,46 @@ def _check_game(parent: snap.Snapshot, recorded: records.Records, config: Config
     snap.check_fits(parent, game=config.game, n_actions=n_actions, dueling=config.dueling)
 
 
+def _asynchronous_line(parent: snap.Snapshot, where: progress.Progress) -> str:
+    """Say that ``parent`` is an AsyncRl runner's, and which of its counters the run follows."""
+    counted = parent.asynchronous
+    assert counted is not None
+    return (f"{parent.path}: {counted.describe()}; continuing at its sampling progress "
+            f"(sampler_itr {counted.sampler_itr}: {where.steps_done:,} steps done in its lineage), "
+            "not at its optimizer iterations")
+
+
+def _chain_line(parent: snap.Snapshot, where: progress.Progress) -> str:
+    """Name the snapshots an exact rlpyt-recipe chain was reconstructed from."""
+    own, *below = where.links
+    named = "; ".join(f"{link['path']} ({link['steps_done']:,} steps, {link['source']})"
+                      for link in below)
+    return (f"{parent.path}: rlpyt's recipe restarted its counters and its parent is on this "
+            f"volume: the chain is exact, {where.steps_done:,} steps done (its own "
+            f"{own['steps_done']:,}, then {named}); continuing at cum_steps {where.cum_steps}")
+
+
 def _lineage_progress(parent: snap.Snapshot, recorded: records.Records, config: Config,
                       log: Callable[[str], None]) -> progress.Progress:
-    """Where the parent's lineage really stands, said in one line when not its counters."""
-    where = progress.of(parent, recorded, config)
-    if where.source == "estimate":
+    """Where the parent's lineage really stands, said in one line when not its counters: an
+    exact chain (``chain``), an estimate, or PROGRESS_STEPS; an AsyncRl parent is said too."""
+    where = None
+    if config.progress_steps is None:
+        where = chain.exact(parent.path, parent, recorded, config, log)
+    if where is None:
+        where = progress.of(parent, recorded, config)
+    if parent.asynchronous is not None:
+        log(_asynchronous_line(parent, where))
+    if where.source == "chain":
+        log(_chain_line(parent, where))
+    elif where.source == "estimate" and parent.asynchronous is not None:
+        log(f"{parent.path}: its optimizer made {where.updates} updates, {where.allowed_updates} "
+            "of them in its own run (cum_updates), so a warm start (rlpyt's recipe) reset its "
+            f"counters; continuing from an estimated real progress of cum_steps "
+            f"{where.cum_steps} (the earlier updates at replay ratio {where.replay_ratio:g}; "
+            "short by each earlier replay fill and any lag of the optimizer; PROGRESS_STEPS "
+            "states it exactly)")
+    elif where.source == "estimate":
         log(f"{parent.path}: its optimizer made {where.updates} updates but its cum_steps "
             f"{parent.cum_steps} allow at most {where.allowed_updates} at replay ratio "
             f"{where.replay_ratio:g} in its sampler shape {where.shape}, so a warm start (rlpyt's recipe) reset its counters; "

@@ -107,18 +107,24 @@ def _locate(recorded: Path, volume: Path) -> Path | None:
     return None
 
 
-def _newest_counters(run_dir: Path) -> tuple[int, int]:
-    """(itr, cum_steps) of the newest snapshot file directly in ``run_dir`` (without its
-    tensors); (-1, 0) without one."""
-    best = (-1, 0)
+def _newest_counters(run_dir: Path) -> tuple[int, int, bool]:
+    """(itr, cum_steps, asynchronous) of the newest snapshot file directly in ``run_dir``
+    (without its tensors; an AsyncRl snapshot's itr is its ``sampler_itr``); (-1, 0, False)
+    without one."""
+    best = (-1, 0, False)
     for path in run_dir.iterdir():
         if snap.SNAPSHOT_NAME.match(path.name):
             try:
                 counters = snap.read_training(path)
-                best = max(best, (counters.itr, counters.cum_steps), key=lambda c: c[1])
+                best = max(best, (counters.itr, counters.cum_steps,
+                                  counters.asynchronous is not None), key=lambda c: c[1])
             except SnapshotError:
                 continue
     return best
+
+
+RLPYT_RUN = "rlpyt run"
+RLPYT_ASYNC_RUN = "rlpyt AsyncRl run"
 
 
 def read_run(run_dir: Path) -> tuple[Run, dict[str, Any] | None]:
@@ -140,23 +146,56 @@ def read_run(run_dir: Path) -> tuple[Run, dict[str, Any] | None]:
                    score_curve(rows, SCORE), score_curve(rows, EVAL_SCORE),
                    steps_done(*start), steps_done(*end)), manifest
     rlpyt_eval = RLPYT_EVAL_MARK in columns and EVAL_SCORE not in columns
-    end = _newest_counters(run_dir)
-    return Run(run_dir, False, None, "", 0, end[1], "rlpyt run" if rows else "no manifest",
+    itr, cum_steps, asynchronous = _newest_counters(run_dir)
+    status = (RLPYT_ASYNC_RUN if asynchronous else RLPYT_RUN) if rows else "no manifest"
+    return Run(run_dir, False, None, "", 0, cum_steps, status,
                [] if rlpyt_eval else score_curve(rows, SCORE),
-               score_curve(rows, SCORE) if rlpyt_eval else [], 0, steps_done(*end)), None
+               score_curve(rows, SCORE) if rlpyt_eval else [], 0,
+               steps_done(itr, cum_steps)), None
+
+
+def _reconstructed(manifest: dict[str, Any]) -> dict[Path, tuple[Path | None, int]]:
+    """An exact rlpyt-recipe chain the run began from (``start_progress.chain``, newest
+    first): each of its snapshots' folders, with the snapshot its run began from (None for
+    the oldest) and the lineage's steps before it (the whole less its own and those after)."""
+    where = manifest.get("start_progress") or {}
+    links = where.get("chain")
+    if not isinstance(links, list) or not all(
+            isinstance(link, dict) and isinstance(link.get("path"), str)
+            and isinstance(link.get("steps_done"), int) for link in links):
+        return {}
+    total = steps_done(where["itr"], where["cum_steps"])
+    found: dict[Path, tuple[Path | None, int]] = {}
+    after = 0
+    for i, link in enumerate(links):
+        after += link["steps_done"]
+        parent = Path(links[i + 1]["path"]) if i + 1 < len(links) else None
+        found[Path(link["path"]).parent] = (parent, max(0, total - after))
+    return found
 
 
 def lineage(run_dir: Path) -> list[Run]:
-    """The chain of runs that ends at ``run_dir``, oldest first."""
+    """The chain of runs that ends at ``run_dir``, oldest first; beyond an rlpyt run, the
+    links of an exact recipe chain its child's manifest records (``start_progress.chain``)."""
     chain: list[Run] = []
     seen: set[Path] = set()
+    known: dict[Path, tuple[Path | None, int]] = {}
     current: Path | None = run_dir
     while current is not None and current.resolve() not in seen:
         seen.add(current.resolve())
         run, manifest = read_run(current)
         chain.append(run)
-        current = None
+        here, current = current, None
+        if manifest is None and here in known:  # a link of a reconstructed rlpyt chain
+            parent, before = known[here]
+            run.start_steps, run.end_steps = before, before + run.end_steps
+            if parent is not None:
+                run.parent, run.parent_note = parent, "by Adam's step"
+                current = parent.parent if parent.is_file() else None
+                if current is None:
+                    run.parent_note = "not found here"
         if manifest is not None and manifest["parent"] is not None:
+            known = _reconstructed(manifest)
             recorded = manifest["parent"]
             found = _locate(Path(recorded["path"]), run_dir.parent)
             if found is None:

@@ -13,8 +13,9 @@ killed, or its pod is gone and nothing resumed it), ``failed`` (a start stopped 
 making the folder: bad settings found late, a full volume, training that diverged; the error's
 line is printed under the table). A running trainer rewrites the manifest at
 every snapshot, so the threshold must exceed the time between snapshots. Folders without our
-manifest show as ``rlpyt run`` (an rlpyt ``progress.csv``) or ``no manifest``, and ours with a
-damaged one as ``manifest unreadable``.
+manifest show as ``rlpyt run`` (an rlpyt ``progress.csv``; ``rlpyt AsyncRl run`` when its
+snapshot is an asynchronous runner's, whose steps count from ``sampler_itr``) or ``no
+manifest``, and ours with a damaged one as ``manifest unreadable``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ STOPPED = "stopped by a signal"
 DAMAGED = "manifest unreadable"
 FAILED = "failed"
 STATUS_ORDER = ("running", STOPPED, "abandoned", FAILED, "finished", DAMAGED, "rlpyt run",
-                "no manifest")
+                "rlpyt AsyncRl run", "no manifest")
 
 
 @dataclass
