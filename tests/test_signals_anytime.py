@@ -231,7 +231,8 @@ def test_a_signal_during_an_import_waits_for_the_import(tmp_path: Path, signum: 
     signal that lands in one is raised once the import is done."""
     (tmp_path / "signals_itself.py").write_text(
         f"import os\nos.kill(os.getpid(), {int(signum)})\nWHOLE = True\n")
-    code = ("import sys\n"
+    code = ("import signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.SIG_DFL)  # see DEFAULT_SIGINT_EXEC\n"
             "from warmstart import signals\n"
             "signals.install()\n"
             "try:\n"
@@ -251,6 +252,7 @@ def test_a_signal_during_an_import_waits_for_the_import(tmp_path: Path, signum: 
 
 SIGNAL_AT_EXIT = """\
 import os, runpy, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # see DEFAULT_SIGINT_EXEC
 class SignalAtExit:
     \"\"\"Sends the signal when Python finalizes this module's globals: after its own exit
     handlers, when it has put back the default action of every signal it handled.\"\"\"
