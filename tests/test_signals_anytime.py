@@ -3,8 +3,11 @@ code is 0 (it finished first) or the signal's 130/143, never a traceback, and no
 PNG, video or temp file is left.
 
 The moment is drawn from when the process handles stop signals (its SIGTERM handler shows in
-/proc/PID/status: ``python -m warmstart`` installs it first thing) to past its usual end;
-before that the interpreter itself is starting, which no program can speak for.
+/proc/PID/status: ``python -m warmstart`` installs it first thing) to past its usual end. Before
+that the interpreter itself is starting, which no program can speak for: there a signal gets
+Python's own defaults, and the promise is only that nothing was written
+(``test_a_signal_before_the_first_line_gets_pythons_defaults_and_writes_nothing``). Once the
+command is done, a signal changes nothing: its exit code stands.
 """
 
 from __future__ import annotations
@@ -141,13 +144,52 @@ def test_train_start_up(signum: int, delay: float) -> None:
         ckpt = tmp / "ckpt"
         ckpt.mkdir()
         done = _interrupt([], {"CKPT_DIR": str(ckpt), **FILES_ONLY_RUN}, delay, signum, tmp)
-        _check_exit(done, signum)
-        for run in ckpt.iterdir():
-            manifest = read_manifest(run)
-            assert manifest is not None and manifest["status"] in ("stopped", "finished")
-        if done.returncode and not any(ckpt.iterdir()):
-            assert done.stderr.strip() == f"warmstart: stopped by {signal.Signals(signum).name}"
-        _check_no_debris(tmp, None, lambda _: True)
+        _check_train(done, signum, tmp)
+
+
+def _check_train(done: subprocess.CompletedProcess, signum: int, tmp: Path) -> None:
+    """Training's promise: 0 or 130/143, its runs stopped or finished, nothing partial."""
+    ckpt = tmp / "ckpt"
+    _check_exit(done, signum)
+    for run in ckpt.iterdir():
+        manifest = read_manifest(run)
+        assert manifest is not None and manifest["status"] in ("stopped", "finished")
+    if done.returncode and not any(ckpt.iterdir()):
+        assert done.stderr.strip() == f"warmstart: stopped by {signal.Signals(signum).name}"
+    _check_no_debris(tmp, None, lambda _: True)
+
+
+@FEW
+@given(signum=SIGNALS, delay=st.floats(0, 0.3))
+def test_a_signal_before_the_first_line_gets_pythons_defaults_and_writes_nothing(
+        signum: int, delay: float) -> None:
+    """Sent ``delay`` s after the process starts, whether it handles signals yet or not. If it
+    did when the signal was sent, training's promise holds. If not, the signal may land
+    while the interpreter starts, before any of our code runs: Python's defaults then end the
+    process (by the signal; for SIGINT maybe with Python's own KeyboardInterrupt traceback, and
+    exit code 1 where it cut short the interpreter's own start-up: "Fatal Python error", "Could
+    not import runpy module") having printed and written nothing."""
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        (tmp / "ckpt").mkdir()
+        (tmp / "tmp").mkdir()
+        env = clean_env(CKPT_DIR=str(tmp / "ckpt"), **FILES_ONLY_RUN) | {
+            "TMPDIR": str(tmp / "tmp")}
+        process = subprocess.Popen(
+            [sys.executable, "-c", DEFAULT_SIGINT_EXEC], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True)
+        time.sleep(delay)
+        handled = _handles_sigterm(process.pid)  # checked before: it cannot stop handling
+        if process.poll() is None:
+            os.kill(process.pid, signum)
+        out, err = process.communicate(timeout=300)
+        done = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+        if handled or done.returncode >= 0 and not err.rstrip().endswith("KeyboardInterrupt"):
+            _check_train(done, signum, tmp)
+        else:
+            assert done.returncode == -signum or (
+                signum == signal.SIGINT and done.returncode == 1), (done.returncode, err)
+            assert out == "" and sorted(tmp.rglob("*")) == [tmp / "ckpt", tmp / "tmp"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -180,3 +222,61 @@ def test_a_signal_that_lands_in_a_finalizer_still_stops_the_program() -> None:
                           timeout=120, env=clean_env(), check=False)
     assert done.returncode == 143, done
     assert done.stderr == "warmstart: stopped by SIGTERM\n" and "not stopped" not in done.stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_an_import_waits_for_the_import(tmp_path: Path, signum: int) -> None:
+    """An import cut short leaves a half-initialised module (numpy then fails its own retry
+    with an ImportError traceback; torch fails or crashes when imported again): a stop
+    signal that lands in one is raised once the import is done."""
+    (tmp_path / "signals_itself.py").write_text(
+        f"import os\nos.kill(os.getpid(), {int(signum)})\nWHOLE = True\n")
+    code = ("import signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.SIG_DFL)  # see DEFAULT_SIGINT_EXEC\n"
+            "from warmstart import signals\n"
+            "signals.install()\n"
+            "try:\n"
+            "    import signals_itself\n"
+            "    for _ in range(10**8): pass\n"
+            "except signals.Interrupted as stop:\n"
+            "    print('imported whole:', getattr(sys.modules.get('signals_itself'), 'WHOLE', "
+            "False))\n"
+            "    raise SystemExit(signals.say_stopped(stop))\n"
+            "print('not stopped')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env=clean_env(), check=False)
+    assert done.returncode == 128 + signum, done
+    assert done.stdout == "imported whole: True\n"
+    assert done.stderr == f"warmstart: stopped by {signal.Signals(signum).name}\n"
+
+
+SIGNAL_AT_EXIT = """\
+import os, runpy, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # see DEFAULT_SIGINT_EXEC
+class SignalAtExit:
+    \"\"\"Sends the signal when Python finalizes this module's globals: after its own exit
+    handlers, when it has put back the default action of every signal it handled.\"\"\"
+    def __del__(self, kill=os.kill, pid=os.getpid(), signum={signum}):
+        kill(pid, signum)
+at_exit = SignalAtExit()
+{entry}
+"""
+ENTRIES = {"python -m warmstart": "runpy.run_module('warmstart', run_name='__main__')",
+           "console script": "from warmstart.__main__ import run\nsys.exit(run())"}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_python_exits_changes_nothing(rlpyt_snapshot: Path, tmp_path: Path,
+                                                      signum: int, entry: str) -> None:
+    """The command is done and its exit code decided: a signal as the interpreter exits is
+    ignored (with Python's defaults, the process died by it: return code -2 or -15)."""
+    code = SIGNAL_AT_EXIT.format(signum=int(signum), entry=ENTRIES[entry])
+    curve = tmp_path / "curve.png"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "lineage", str(rlpyt_snapshot.parent), "--curve",
+         str(curve)], capture_output=True, text=True, timeout=300,
+        env=clean_env() | {"TMPDIR": str(tmp_path)}, check=False)
+    assert done.returncode == 0, done
+    assert done.stderr == "" and done.stdout.endswith(f"learning curve: {curve}\n")
+    _check_no_debris(tmp_path, curve, lambda data: data.endswith(PNG_END))

@@ -6,18 +6,40 @@ with no word at all. Here both raise ``Interrupted`` where the program happens t
 removed, a lock is released) and the CLI prints one line. Training replaces these handlers
 with its own once it can stop cleanly (``train._install_signal_handlers``: finish the
 iteration, write a final snapshot).
+
+Two moments are kept from raising there:
+
+- inside an import. A module whose code an exception cuts short stays half-initialised: numpy
+  then answers the retry inside the same import chain with "ImportError: cannot load module
+  more than once per process" (a traceback instead of the line), a half-imported torch fails
+  or crashes on the next import. The signal is held until the import is done, re-checked
+  every ``HOLD_RECHECK_S`` through a timer signal (SIGALRM), then raised.
+- in a finalizer (a weakref callback, a ``__del__``), where Python prints the exception and
+  drops it: delivered again the same way (``_deliver_again``).
+
+This module imports nothing but ``signal`` and ``sys``: ``python -m warmstart`` imports it and
+installs the handlers before anything else (``__main__``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
-from collections.abc import Iterator
-from types import FrameType
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing itself takes milliseconds to import: only for the type checker
+    from types import FrameType, TracebackType
+    from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+HOLD_RECHECK_S = 0.005
+"""How often a signal held during an import checks whether the import is done."""
+_IMPORT_MACHINERY = "<frozen importlib._bootstrap"
+"""The start of the file name of importlib's own frames (``_bootstrap``, ``_bootstrap_external``),
+which every import that runs Python code (a module's body, a C extension's init) passes through."""
+
+_held: int | None = None
+"""The stop signal being held (it came during an import or a finalizer), until it is raised."""
 
 
 class Interrupted(BaseException):
@@ -31,30 +53,51 @@ class Interrupted(BaseException):
         super().__init__(self.name)
 
 
-def _raise(signum: int, _frame: FrameType | None) -> None:
+def _importing(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs inside an import (importlib's frames are on its stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_IMPORT_MACHINERY):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    """Raise ``Interrupted`` here, or hold the signal while an import runs."""
+    global _held
+    if _importing(frame):
+        if _held is None:
+            _held = signum
+        signal.signal(signal.SIGALRM, _recheck)
+        signal.setitimer(signal.ITIMER_REAL, HOLD_RECHECK_S)
+        return
     # A second signal while the first unwinds is the same request (a group signal and a
     # forwarding parent, or an impatient Ctrl-C): ignored, so the clean-up it would cut short
     # (removing a temp file) completes.
-    for other in STOP_SIGNALS:
-        signal.signal(other, signal.SIG_IGN)
+    ignore()
     raise Interrupted(signum)
+
+
+def _recheck(_alarm: int, frame: FrameType | None) -> None:
+    """SIGALRM while a signal is held: raise it now unless the import is still running."""
+    if _held is not None:
+        _stop(_held, frame)
 
 
 def _deliver_again(unraisable: Any) -> None:
     """``sys.unraisablehook``: a signal that arrived while Python ran a finalizer (a weakref
     callback, a ``__del__``) raised ``Interrupted`` where exceptions are printed and dropped,
-    with a traceback. Deliver it again a millisecond later instead, through a timer signal, so
-    that it lands in the program itself (here, or in another thread, it would run at once)."""
+    with a traceback. Deliver it again a few milliseconds later instead, through the timer,
+    so that it lands in the program itself (here, or in another thread, it would run at
+    once)."""
+    global _held
     stop = unraisable.exc_value
     if not isinstance(stop, Interrupted):
         sys.__unraisablehook__(unraisable)
         return
-
-    def again(_signum: int, _frame: FrameType | None) -> None:
-        raise Interrupted(stop.signum)
-
-    signal.signal(signal.SIGALRM, again)
-    signal.setitimer(signal.ITIMER_REAL, 0.001)
+    _held = stop.signum
+    signal.signal(signal.SIGALRM, _recheck)
+    signal.setitimer(signal.ITIMER_REAL, HOLD_RECHECK_S)
 
 
 def install() -> dict[int, Any]:
@@ -66,22 +109,54 @@ def install() -> dict[int, Any]:
     previous = {}
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) != signal.SIG_IGN:
-            previous[signum] = signal.signal(signum, _raise)
+            previous[signum] = signal.signal(signum, _stop)
     return previous
 
 
-@contextlib.contextmanager
-def raising_on_stop() -> Iterator[None]:
+def raise_held() -> None:
+    """Raise the stop signal held back during an import, if there is one. For the places
+    that then replace the handlers (training's) or stop listening (the end of a block)."""
+    global _held
+    signum, _held = _held, None
+    if signum is not None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        ignore()
+        raise Interrupted(signum)
+
+
+def ignore() -> None:
+    """SIGINT and SIGTERM are ignored from now on, and a held one is dropped: after a first
+    signal (the same request again), and once a command's work is done and its exit code
+    decided (Python's own exit would otherwise meet one with its defaults: a traceback, or
+    once it restored them, death by the signal)."""
+    global _held
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if _held is not None:
+        _held = None
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+class raising_on_stop:  # lower case: used as the function it was, ``with raising_on_stop():``
     """Within the block, SIGINT and SIGTERM raise ``Interrupted``. The old handlers return
-    when the block ends normally; after a signal, further ones stay ignored until the exit."""
-    previous = install()
-    yield
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
+    when the block ends normally (a signal held until then is raised inside it); after a
+    signal, further ones stay ignored until the exit."""
+
+    def __enter__(self) -> None:
+        self.previous = install()
+
+    def __exit__(self, kind: type[BaseException] | None, _error: BaseException | None,
+                 _trace: TracebackType | None) -> None:
+        if kind is None:
+            raise_held()
+            for signum, handler in self.previous.items():
+                signal.signal(signum, handler)
 
 
 def say_stopped(stop: Interrupted) -> int:
     """The one line on stderr (dropped if stderr is gone); returns the exit code."""
-    with contextlib.suppress(OSError, ValueError):
+    try:
         print(f"warmstart: stopped by {stop.name}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
     return stop.exit_code

@@ -16,7 +16,7 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from . import games
+from . import games, signals
 from .config import Config
 from .errors import EXIT_SIGINT, EXIT_SIGTERM, ConfigError
 
@@ -71,6 +71,10 @@ def _install_signal_handlers(stop: StopRequest) -> None:
     same request delivered twice (a group signal plus a parent forwarding it); one later than
     that is a deliberate second request: exit at once."""
     from .engine.runners.loop import DUPLICATE_WINDOW_S
+
+    # A signal that came during the imports above was held until they were done: it stops the
+    # command now, before anything is written, not the run these handlers are for.
+    signals.raise_held()
 
     def handle(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
