@@ -342,3 +342,20 @@ def test_a_progress_csv_past_its_size_limit_is_one_plain_line(job_run: Path,
     line = _stopped(warmstart(CKPT_DIR=str(ckpt), RUN_NAME="job",
                               **(FILES_ONLY_RUN | {"STEPS": "200"})), 7)
     assert "more than the 256.0 MB such a file can be" in line and "[Errno" not in line
+
+
+def test_a_resume_that_cannot_fit_the_machine_is_refused_with_the_run_untouched(
+        job_run: Path, tmp_path: Path) -> None:
+    """Extending a RUN_NAME run to a replay of 84 GB: exit 2 (tests/test_memory.py) before
+    the run's target, status or rows change."""
+    from warmstart.engine.hardware.memory import memory_limit
+
+    if memory_limit().bytes > 60 << 30:
+        pytest.skip("this machine may use more than 60 GiB: the settings fit")
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(job_run, ckpt)
+    before = _records(ckpt / "job")
+    line = _stopped(warmstart(CKPT_DIR=str(ckpt), RUN_NAME="job", **(FILES_ONLY_RUN | {
+        "STEPS": "10_000_000", "REPLAY_SIZE": "10_000_000"})), 2)
+    assert "REPLAY_SIZE=10,000,000" in line
+    assert _records(ckpt / "job") == before

@@ -362,8 +362,8 @@ def _restarted_job(config: Config, log: Callable[[str], None],
         "resuming it")
     with unfinished.failing_records(log):
         start = _resume(unfinished, config, log)
-        check(_plan_of(start, unfinished.budget.target_itr))
-        return start
+    check(_plan_of(start, unfinished.budget.target_itr))  # a refusal leaves the run as it was
+    return start
 
 
 def prepare(config: Config, *, engine: str, n_actions: int, log: Callable[[str], None],
@@ -382,9 +382,10 @@ def prepare(config: Config, *, engine: str, n_actions: int, log: Callable[[str],
                 if target_itr is None:
                     return None
                 start = _resume(existing, config, log)
-                check(_plan_of(start, target_itr))
+            check(_plan_of(start, target_itr))  # a refusal leaves even the status as it was
+            with existing.failing_records(log):
                 _extend(existing, target_itr, config, log)
-                return start
+            return start
     else:
         resumed = _restarted_job(config, log, check)
         if resumed is not None:
