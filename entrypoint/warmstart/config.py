@@ -207,7 +207,11 @@ class Config:
     batch_size: int = _setting("BATCH_SIZE", 32, "Minibatch size of each DQN update.", minimum=1,
                                maximum=65_536)
     replay_size: int = _setting(
-        "REPLAY_SIZE", 1_000_000, "Replay capacity in transitions (about 8.4 KB each).",
+        "REPLAY_SIZE", 1_000_000, "Replay capacity in transitions (about 8.4 KB each). Checked "
+        "at the start, with BATCH_SIZE and the env workers, against the memory the process may "
+        "use (its cgroup limit, else the machine's): the replay counts at the size it reaches "
+        "by the run's target; a plan that cannot fit is refused (exit 2) and every start logs "
+        "it.",
         minimum=100, maximum=1_000_000_000)
     min_steps_learn: int | None = _setting(
         "MIN_STEPS_LEARN", None,
