@@ -286,6 +286,21 @@ def test_a_3_gb_sparse_file_is_judged_by_its_header_not_read_whole(
     assert peak_mb < 1024, f"peak RSS {peak_mb:.0f} MB reading a 3 GB file"
 
 
+def test_a_zip_listing_more_records_than_a_snapshot_has_is_refused_from_its_end_record(
+        tmp_path: Path) -> None:
+    """A directory of 100,000 entries is not parsed into memory: the end record's count
+    decides."""
+    import zipfile
+
+    path = tmp_path / "params.pkl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(100_000):
+            archive.writestr(f"a/{i}", b"")
+    for reader in (snap.read, snap.read_training):
+        with pytest.raises(SnapshotError, match="a zip archive of 100000 records"):
+            reader(path)
+
+
 def test_a_snapshot_is_read_without_a_second_copy_of_its_bytes(
         rlpyt_snapshot: Path, tmp_path: Path) -> None:
     """A real 58 MB snapshot padded inside its zip to about 600 MB of tensors: reading it

@@ -175,6 +175,8 @@ def _torch_load(path: Path, fd: int, *, mmap: bool = False) -> dict[str, Any]:
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
+MAX_RECORDS = 4096
+"""Records in a snapshot's zip: one per tensor plus a few (56 in rlpyt's pong snapshot)."""
 PICKLE_RECORD_LIMIT = 64 * safe_read.MB
 """A snapshot's pickle record (names and layout, not the tensors): kilobytes in rlpyt's."""
 
@@ -189,7 +191,13 @@ def _check_header(path: Path, fd: int) -> None:
     try:
         head = os.pread(fd, 4, 0)
         with os.fdopen(os.dup(fd), "rb") as handle:
-            is_zip = head.startswith(_ZIP_MAGIC) and zipfile.is_zipfile(handle)
+            # the end record alone says how many records the directory lists: read no
+            # directory of millions of entries into memory (zipfile's own reader, private API)
+            end = zipfile._EndRecData(handle) if head.startswith(_ZIP_MAGIC) else None
+            if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_RECORDS:
+                raise _not_a_snapshot(path, f"a zip archive of {end[zipfile._ECD_ENTRIES_TOTAL]} "
+                                            "records, far more than a snapshot's")
+            is_zip = end is not None and zipfile.is_zipfile(handle)
             infos = zipfile.ZipFile(handle).infolist() if is_zip else []
     except (OSError, zipfile.BadZipFile, ValueError, EOFError):
         raise _unreadable(path, b"PK" if head.startswith(b"PK") else head, False) from None
