@@ -215,13 +215,13 @@ def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoi
     if own is None and run.manifest["parent"] is not None:
         start = snap.read(Path(run.manifest["parent"]["path"]))
     first_itr = run.budget.start_itr if own is None else own.itr + 1
+    exact = None if own is None else find_resume_state(run.path, own, config, log)
     run.check_own_files(first_itr)  # before anything is written: exit 7 leaves the run as it was
     run.claim()
     atomic.sweep_temp_files(run.path)  # the run is ours now: what a killed writer left is junk
     run.protected = None if own is None else own.path
     run.forget_rows_after(first_itr - 1)
     lr, source = _learning_rate(config, start)
-    exact = None if own is None else find_resume_state(run.path, own, config, log)
     # an exact resume keeps the interrupted process's schedule: its replay is restored
     min_itr_learn = (exact.min_itr_learn if exact is not None
                      else first_itr + _fresh_steps(config, start is not None)
