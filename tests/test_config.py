@@ -88,14 +88,17 @@ def test_unknown_game_ids_get_a_did_you_mean(game_id: str, hint: str) -> None:
     ("SEED", str(2**32 - 1), "an integer from 0 to 4_294_967_294"),
     ("REPLAY_RATIO", "inf", "a number from 0 to 1024"),
     ("REPLAY_RATIO", "nan", "a number from 0 to 1024"),
-    ("LR", "fast", "a finite number >= 0"),
-    ("LR", "inf", "a finite number >= 0"),
-    ("LR", "-inf", "a finite number >= 0"),
+    ("LR", "fast", "a number from 0 to 1"),
+    ("LR", "inf", "a number from 0 to 1"),
+    ("LR", "-inf", "a number from 0 to 1"),
+    ("LR", "1e308", "a number from 0 to 1"),  # Adam overflows on it: refused up front
+    ("LR", "1.5", "a number from 0 to 1"),
     ("DISCOUNT", "2", "a number from 0 to 1"),
     ("EPS_FINAL", "5", "a number from 0 to 1"),
     ("EPS_FINAL", "-0.1", "a number from 0 to 1"),
     ("TORCH_THREADS", "1e20", "an integer from 0 to 1024"),
-    ("RUN_NAME", "x" * 201, "letters, digits"),
+    ("RUN_NAME", "x" * 201, "at most 200 bytes"),
+    ("RUN_NAME", ".hidden", "not starting with '.'"),
     ("DOUBLE_DQN", "maybe", "1/0, true/false"),
     ("DEVICE", "tpu", "one of auto, cpu, cuda"),
     ("SNAPSHOT_MODE", "sometimes", "one of last, all, gap, last+gap"),
@@ -111,7 +114,7 @@ def test_bad_value_names_variable_value_and_allowed(env: str, value: str, allowe
 @pytest.mark.parametrize(("env", "value", "parsed"), [
     ("STEPS", "1e6", 1_000_000), ("STEPS", "50_000", 50_000), ("STEPS", "1e12", 10**12),
     ("STEPS", "2.5e3", 2500), ("SEED", str(2**32 - 2), 2**32 - 2), ("DISCOUNT", "1", 1.0),
-    ("EPS_FINAL", "0", 0.0), ("LR", "1e30", 1e30),
+    ("EPS_FINAL", "0", 0.0), ("LR", "1", 1.0), ("LR", "0", 0.0),
 ])
 def test_values_at_the_edges_of_their_ranges_parse_exactly(env: str, value: str,
                                                            parsed: float) -> None:

@@ -189,3 +189,39 @@ def _documented_exit_codes() -> set[int]:
 
 def test_documented_exit_code_table_is_the_trainers() -> None:
     assert _documented_exit_codes() == set(errors.EXIT_CODES)
+
+
+def _gib(quantity: str) -> float:
+    """A Kubernetes memory quantity (``12Gi``, ``512Mi``) in GiB."""
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)(Gi|Mi)", quantity).groups()
+    return float(number) / (1024 if unit == "Mi" else 1)
+
+
+@pytest.mark.parametrize("name", JOBS)
+def test_memory_request_matches_the_jobs_settings(name: str) -> None:
+    """The memory a Job asks for is what the trainer's own plan (engine/runners/memory_plan)
+    needs for the Job's settings, with the plan's headroom, and not gigabytes more; the limit
+    is at least the request. On a GPU the plan counts the replay in pinned host memory, where
+    it goes when the device has no room for it."""
+    from warmstart.checkpoint.counters import Budget
+    from warmstart.checkpoint.start import Plan
+    from warmstart.config import SamplerShape
+    from warmstart.engine.runners import memory_plan
+
+    job = _job(name)
+    env = {k: v for k, v in _env(job).items() if isinstance(v, str) and k in {
+        f.metadata["env"] for f in config.settings()}}
+    resources = _container(job)["resources"]
+    cpus = int(resources["limits"]["cpu"])
+    settings = config.load(env | {"RUN_NAME": ""})
+    shape = SamplerShape(settings.batch_t or 4, settings.batch_b or 1)
+    workers = str(settings.env_workers or min(shape.batch_B, cpus))
+    settings = config.load(env | {"ENV_WORKERS": workers})
+    budget = Budget(0, settings.iterations(shape) - 1, 0, shape)
+    need = memory_plan.need(Plan(settings, budget, 0, restores_replay=False), engine="native",
+                            device_type="cuda" if settings.device == "cuda" else "cpu",
+                            n_actions=18, device_free=0)
+    wanted = need.host_bytes / memory_plan.FILL / 2**30
+    request = _gib(resources["requests"]["memory"])
+    assert wanted <= request <= wanted + 2, (name, f"the plan needs {wanted:.1f} GiB")
+    assert _gib(resources["limits"]["memory"]) >= request

@@ -77,6 +77,16 @@ def test_missing_path_exits_3_for_every_reading_command(tmp_path: Path, command:
     assert done.stderr.count("\n") == 1 and str(tmp_path / "nothing") in done.stderr
 
 
+@pytest.mark.parametrize("command", ["report", "lineage", "eval"])
+def test_missing_ckpt_dir_exits_3_as_help_says(tmp_path: Path, command: str) -> None:
+    """Given no path, a reading command reads CKPT_DIR: missing, it is the 3 that README and
+    each command's --help list for a missing path, not training's 4."""
+    done = warmstart(command, CKPT_DIR=str(tmp_path / "nothing"))
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("\n") == 1 and f"CKPT_DIR={tmp_path / 'nothing'}" in done.stderr
+    assert "3" in warmstart(command, "--help").stdout.split("exit codes:")[1]
+
+
 def _mutations(text: bytes, rng: random.Random) -> list[bytes]:
     """Damage a real file as a crash, a bad disk or a hand edit would: truncations, flipped
     and NUL bytes, garbage."""

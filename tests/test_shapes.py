@@ -61,7 +61,7 @@ def _our_lineage(ckpt: Path, fixture: Path, shape: SamplerShape, itr: int,
     per_itr = updates_per_iteration(config.replay_ratio, shape.sampler_batch, config.batch_size)
     run = RunDir.create(ckpt / "lineage", config, engine="native", n_actions=6, parent=None,
                         budget=Budget(0, itr, _fill_itrs(shape), shape), log=lambda _: None)
-    updates = per_itr * (itr + 1 - _fill_itrs(shape))
+    updates = per_itr * max(0, itr + 1 - _fill_itrs(shape))  # none before the replay fills
     run.save_snapshot(itr, lambda: _parts(fixture, updates), final=True)
     run.mark("finished")
     run.release()  # that process ended

@@ -196,10 +196,14 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _volume(settings: config.Config) -> Path:
-    """CKPT_DIR, for a command given no path: a folder, or exit 4 as for training."""
+    """CKPT_DIR, for a reading command given no path: a folder, or exit 3 as for a missing
+    path (training's exit 4 is for a volume it cannot write)."""
     from .checkpoint.volume import folder
 
-    return folder(settings.ckpt_dir)
+    try:
+        return folder(settings.ckpt_dir)
+    except errors.VolumeError as err:
+        raise errors.SnapshotError(str(err)) from None
 
 
 def _lineage(path: Path | None, curve: Path | None) -> int:

@@ -76,6 +76,9 @@ SEED_MAX = 2**32 - 2
 with SEED + 1, so this is the largest seed every generator of both engines takes."""
 MAX_UPDATES_PER_ITERATION = 1024
 """``updates_per_iteration`` above this is a typo, not a replay ratio (rlpyt's is 1 or 2)."""
+MAX_UPDATES = MAX_STEPS * MAX_UPDATES_PER_ITERATION
+"""Upper bound of an optimizer's update count (Adam's ``step``): the most a lineage of
+MAX_STEPS steps can make. A snapshot's counters beyond these bounds are damage."""
 MAX_BATCH_T = 1024
 MAX_BATCH_B = 1024
 """Sampler shapes far beyond rlpyt's Atari configs (T <= 8, B <= 16) but still allocatable."""
@@ -204,11 +207,15 @@ class Config:
     lr: float | None = _setting(
         "LR", None,
         "Adam learning rate. Unset: a warm start keeps the snapshot's lr, a cold start uses 2.5e-4.",
-        minimum=0.0)
+        minimum=0.0, maximum=1.0)
     batch_size: int = _setting("BATCH_SIZE", 32, "Minibatch size of each DQN update.", minimum=1,
                                maximum=65_536)
     replay_size: int = _setting(
-        "REPLAY_SIZE", 1_000_000, "Replay capacity in transitions (about 8.4 KB each).",
+        "REPLAY_SIZE", 1_000_000, "Replay capacity in transitions (about 8.4 KB each). Checked "
+        "at the start, with BATCH_SIZE and the env workers, against the memory the process may "
+        "use (its cgroup limit, else the machine's): the replay counts at the size it reaches "
+        "by the run's target; a plan that cannot fit is refused (exit 2) and every start logs "
+        "it.",
         minimum=100, maximum=1_000_000_000)
     min_steps_learn: int | None = _setting(
         "MIN_STEPS_LEARN", None,
@@ -292,7 +299,8 @@ def allowed_text(f: dataclasses.Field) -> str:
     if kind is Path:
         return "a path"
     if kind is str:
-        return "a name of letters, digits, '-', '_' and '.'"
+        return (f"a name of letters, digits, '-', '_' and '.', not starting with '.', at most "
+                f"{NAME_MAX} bytes")
     if kind is int:
         low, high = meta["minimum"], meta["maximum"]
         noun = "a whole number" if low is None else f"an integer from {_digits(low)}"

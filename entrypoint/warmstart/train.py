@@ -100,17 +100,22 @@ def run(config: Config) -> int:
     # Past this point files get written; a file-size limit must fail a write, not kill us.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-    from .checkpoint.start import prepare
+    from .checkpoint.start import Plan, prepare
     from .engine.hardware.device import resolve_device
-    from .engine.replays.replay import check_memory
+    from .engine.runners import memory_plan
     from .engine.runners.loop import StopRequest
 
     # The last checks that need torch or the machine: still before anything is written.
     device = resolve_device(config)
-    check_memory(config.replay_size)
     stop = StopRequest()
     _install_signal_handlers(stop)
-    start = prepare(config, engine=engine_name, n_actions=n_actions, log=log)
+
+    def check_memory(plan: Plan) -> None:  # once the run's span is known, before any write
+        memory_plan.check(plan, engine=engine_name, device_type=device.type,
+                          n_actions=n_actions, log=log)
+
+    start = prepare(config, engine=engine_name, n_actions=n_actions, log=log,
+                    check=check_memory)
     if start is None:  # the run is at or past its target; prepare said which
         return 0
     config = start.config  # with the settings recorded beside the lineage's snapshot

@@ -5,16 +5,23 @@ A snapshot file holds weights and counters only. Which game it played and how it
 is written beside it: by this project in ``manifest.json`` (and ``params.json``), by rlpyt's
 logger in ``params.json`` (the config the user logged, when it names them). Reading them costs
 one small JSON file per folder, so discovery can ask it of every candidate on a volume.
+
+A record is data from outside, as a setting is: every value read from it passes the range
+check of the setting it stands for (``config``'s), so a recorded ``discount`` of 5 or a
+``batch_T`` of ten million is never adopted. A file that cannot be read, or is not a JSON
+object, counts as absent; a value that is there but out of its setting's range is named in
+``Records.problem``, and a start from that snapshot stops on it (exit 3).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import EXAMPLE_1, SamplerShape, settings
+from ..config import EXAMPLE_1, SamplerShape, allowed_text, settings
 from . import safe_read
 from .manifest import read_manifest
 
@@ -35,6 +42,8 @@ class Records:
     shape_source: str | None = None  # the file that records the shape
     # RECORDED_SETTINGS' values the folder records, by variable name, read as the config does
     settings: dict[str, Any] = field(default_factory=dict)
+    # the first recorded value out of its setting's range, as one line naming file and key
+    problem: str | None = None
 
 
 RECORDED_SETTINGS: dict[str, tuple[str, str]] = {
@@ -74,48 +83,79 @@ def _logged_game(logged: dict[str, Any]) -> str | None:
     return None
 
 
+MAX_WORLD_SIZE = 1024
+"""rlpyt's synchronous runs use one process per GPU: a few, never thousands."""
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
 
 
-def _count(value: Any) -> int | None:
-    """A whole number >= 1 (rlpyt configs often log them as floats, ``5e4``), else None."""
-    number = _number(value)
-    return int(number) if number is not None and number >= 1 and number.is_integer() else None
+class _Reader:
+    """Reads values out of one record file, each checked as the setting it stands for; the
+    first value out of range is kept as ``problem`` (and read as absent)."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problem: str | None = None
+
+    def _refuse(self, key: str, value: Any, allowed: str) -> None:
+        if self.problem is None:
+            self.problem = (f"{self.file} records {key} = {value!r:.40}, which is not {allowed}; "
+                            "the record is damaged")
+
+    def setting(self, env: str, key: str, value: Any) -> Any:
+        """``value`` as setting ``env`` holds it (a whole float for an integer: rlpyt's
+        configs write ``1e6``); None when absent (null) or out of the setting's range."""
+        if value is None:
+            return None
+        f = next(f for f in settings() if f.metadata["env"] == env)
+        kind = str(f.type).replace(" | None", "").strip()
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            self._refuse(key, value, f"{allowed_text(f)} as {env} allows")
+            return None
+        number = _number(value)
+        low, high = f.metadata["minimum"], f.metadata["maximum"]
+        if (number is None or not math.isfinite(number)
+                or (low is not None and number < low) or (high is not None and number > high)
+                or (kind == "int" and not number.is_integer())):
+            self._refuse(key, value, f"{allowed_text(f)} as {env} allows")
+            return None
+        return int(number) if kind == "int" else number
+
+    def count(self, key: str, value: Any, high: int) -> int | None:
+        """A whole number from 1 to ``high`` (rlpyt logs them as floats too); None if absent."""
+        if value is None:
+            return None
+        number = _number(value)
+        if number is None or not math.isfinite(number) or not 1 <= number <= high \
+                or not number.is_integer():
+            self._refuse(key, value, f"a whole number from 1 to {high}")
+            return None
+        return int(number)
 
 
-def _logged_shape(logged: dict[str, Any]) -> SamplerShape | None:
+def _logged_shape(logged: dict[str, Any], reader: _Reader) -> SamplerShape | None:
     """``batch_T`` x ``batch_B`` in a logged config: under ``sampler`` (rlpyt's experiment
     configs) or at the top level (a flat config); the world size where one is logged."""
     holders = [h for h in (logged.get("sampler"), logged) if isinstance(h, dict)]
     for holder in holders:
-        batch_t, batch_b = _count(holder.get("batch_T")), _count(holder.get("batch_B"))
+        batch_t = reader.setting("BATCH_T", "batch_T", holder.get("batch_T"))
+        batch_b = reader.setting("BATCH_B", "batch_B", holder.get("batch_B"))
         if batch_t is not None and batch_b is not None:
             world = next((w for h in (*holders, logged.get("runner"))
-                          if isinstance(h, dict) and (w := _count(h.get("world_size")))), 1)
+                          if isinstance(h, dict)
+                          and (w := reader.count("world_size", h.get("world_size"),
+                                                 MAX_WORLD_SIZE))), 1)
             return SamplerShape(batch_t, batch_b, world)
     return None
 
 
-def _typed(env: str, value: Any) -> Any:
-    """``value`` as the setting ``env`` holds it (a whole float for an integer: rlpyt's
-    configs write ``1e6``), or None when it is not a value that setting allows."""
-    f = next(f for f in settings() if f.metadata["env"] == env)
-    kind = str(f.type).replace(" | None", "").strip()
-    if kind == "bool":
-        return value if isinstance(value, bool) else None
-    number = _number(value)
-    minimum = f.metadata["minimum"]
-    if number is None or (minimum is not None and number < minimum) or not math.isfinite(number):
-        return None
-    if kind == "int":
-        return int(number) if number.is_integer() else None
-    return number
-
-
-def _logged_settings(logged: dict[str, Any]) -> dict[str, Any]:
+def _logged_settings(logged: dict[str, Any], reader: _Reader) -> dict[str, Any]:
     """RECORDED_SETTINGS found in an rlpyt-style logged config (nested or flat)."""
     found = {}
     for env, (section, key) in RECORDED_SETTINGS.items():
@@ -124,19 +164,32 @@ def _logged_settings(logged: dict[str, Any]) -> dict[str, Any]:
             holders[2:2] = [logged.get("agent"), logged.get("agent_kwargs")]
         for holder in holders:
             if isinstance(holder, dict) and key in holder:
-                value = _typed(env, holder[key])
+                value = reader.setting(env, key, holder[key])
                 if value is not None:
                     found[env] = value
                 break
     return found
 
 
+def _manifest_settings(manifest: dict[str, Any], reader: _Reader) -> dict[str, Any]:
+    values = dict(manifest.get("config") or {}) | dict(manifest.get("recorded_settings") or {})
+    typed = {env: reader.setting(env, env, values[env])
+             for env in RECORDED_SETTINGS if env in values}
+    return {env: value for env, value in typed.items() if value is not None}
+
+
 def manifest_settings(manifest: dict[str, Any]) -> dict[str, Any]:
     """RECORDED_SETTINGS a run of ours trained with: its config, and what it took from its
-    own lineage's record (``recorded_settings``)."""
-    values = dict(manifest.get("config") or {}) | dict(manifest.get("recorded_settings") or {})
-    typed = {env: _typed(env, values[env]) for env in RECORDED_SETTINGS if env in values}
-    return {env: value for env, value in typed.items() if value is not None}
+    own lineage's record (``recorded_settings``); a value out of range counts as absent
+    (``manifest_problem`` names it)."""
+    return _manifest_settings(manifest, _Reader("manifest.json"))
+
+
+def manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """The first of a manifest's recorded settings out of its setting's range, if any."""
+    reader = _Reader("manifest.json")
+    _manifest_settings(manifest, reader)
+    return reader.problem
 
 
 def beside(snapshot_path: Path) -> Records:
@@ -144,35 +197,46 @@ def beside(snapshot_path: Path) -> Records:
     folder = snapshot_path.parent
     manifest = read_manifest(folder)
     if manifest is not None:
+        reader = _Reader(str(folder / "manifest.json"))
         try:
             config = manifest.get("config", {})
             listed = {e.get("file") for e in manifest.get("snapshots", [])}
             budget = manifest["budget"]
             # a manifest from before shapes were recorded is example 1's
-            shape = SamplerShape(int(budget.get("batch_T", EXAMPLE_1.batch_T)),
-                                 int(budget.get("batch_B", EXAMPLE_1.batch_B)))
-            return Records(
+            shape = SamplerShape(
+                reader.setting("BATCH_T", "budget.batch_T",
+                               budget.get("batch_T", EXAMPLE_1.batch_T)) or EXAMPLE_1.batch_T,
+                reader.setting("BATCH_B", "budget.batch_B",
+                               budget.get("batch_B", EXAMPLE_1.batch_B)) or EXAMPLE_1.batch_B)
+            decay_itr = reader.setting("MIN_STEPS_LEARN", "budget.eps_decay_start_itr",
+                                       budget["eps_decay_start_itr"])
+            found = Records(
                 game=str(manifest["game"]), game_source="manifest.json",
                 ours=snapshot_path.name in listed,
-                replay_ratio=_number(config.get("REPLAY_RATIO")),
-                batch_size=_count(config.get("BATCH_SIZE")),
-                eps_decay_start_steps=int(budget["eps_decay_start_itr"]) * shape.steps_per_itr,
+                replay_ratio=reader.setting("REPLAY_RATIO", "config.REPLAY_RATIO",
+                                            config.get("REPLAY_RATIO")),
+                batch_size=reader.setting("BATCH_SIZE", "config.BATCH_SIZE",
+                                          config.get("BATCH_SIZE")),
+                eps_decay_start_steps=(decay_itr or 0) * shape.steps_per_itr,
                 shape=shape, shape_source="manifest.json",
-                settings=manifest_settings(manifest))
+                settings=_manifest_settings(manifest, reader))
+            return dataclasses.replace(found, problem=reader.problem)
         except (AttributeError, KeyError, TypeError, ValueError):
             pass  # a hand-edited manifest: read what rlpyt's params.json says instead
     logged = _logged_params(folder)
+    reader = _Reader(str(folder / PARAMS_JSON))
     algo = logged.get("algo") if isinstance(logged.get("algo"), dict) else {}
     game = _logged_game(logged)
-    min_steps = _number(algo.get("min_steps_learn"))
-    shape = _logged_shape(logged)
+    min_steps = reader.setting("MIN_STEPS_LEARN", "min_steps_learn",
+                               algo.get("min_steps_learn"))
+    shape = _logged_shape(logged, reader)
     return Records(
         game=game, game_source=PARAMS_JSON if game is not None else None, ours=False,
-        replay_ratio=_number(algo.get("replay_ratio")),
-        batch_size=_count(algo.get("batch_size")),
-        eps_decay_start_steps=None if min_steps is None else int(min_steps),
+        replay_ratio=reader.setting("REPLAY_RATIO", "replay_ratio", algo.get("replay_ratio")),
+        batch_size=reader.setting("BATCH_SIZE", "batch_size", algo.get("batch_size")),
+        eps_decay_start_steps=min_steps,
         shape=shape, shape_source=PARAMS_JSON if shape is not None else None,
-        settings=_logged_settings(logged))
+        settings=_logged_settings(logged, reader), problem=reader.problem)
 
 
 def recorded_game(snapshot_path: Path) -> str | None:

@@ -96,7 +96,8 @@ class RunDir:
             self._rows: list[dict[str, Any]] = read_progress(self.path)
             problem = rows_problem(self._rows)
         except (OSError, csv.Error, UnicodeDecodeError) as err:
-            problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+            text = (err.strerror if isinstance(err, OSError) else None) or str(err)
+            problem = text.splitlines()[0] if text else type(err).__name__
         if problem is not None:
             held.release()
             raise RunRecordError(
@@ -464,11 +465,23 @@ class RunDir:
             return f"could not record the failure in {self.path / MANIFEST}: {also}"
         return None
 
+    def check_own_files(self, from_itr: int) -> None:
+        """Before this process writes anything: every snapshot file it may replace
+        (params.pkl, and itr_N.pkl from ``from_itr`` on) is this run's own (``_check_own``),
+        so a run it cannot continue stops (exit 7) with its manifest and rows untouched."""
+        for name in sorted(os.listdir(self.path)):
+            number = re.fullmatch(r"itr_(\d+)\.pkl", name)
+            if name == "params.pkl" or (number and int(number.group(1)) >= from_itr):
+                self._check_own(name)
+
     @contextlib.contextmanager
     def failing_records(self, log: Callable[[str], None]) -> Iterator[None]:
-        """An error inside the block is recorded (``fail``) before it ends the job."""
+        """An error inside the block is recorded (``fail``) before it ends the job; not a
+        RunRecordError: a run whose records are damaged or not its own is never written."""
         try:
             yield
+        except RunRecordError:
+            raise
         except Exception as err:
             problem = self.fail(err)
             if problem is not None:

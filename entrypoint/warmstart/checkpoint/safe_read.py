@@ -51,6 +51,9 @@ class UnreadableFile(OSError):
         super().__init__(None, why, str(path))
         self.why = why
 
+    def __str__(self) -> str:  # not OSError's "[Errno None] why: path"
+        return f"{self.filename}: {self.why}"
+
 
 def _what(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")

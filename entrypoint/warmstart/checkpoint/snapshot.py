@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ..config import MAX_STEPS, MAX_UPDATES
 from ..errors import SnapshotError
 from . import safe_read
 
@@ -172,30 +173,34 @@ def model_shape(state_dict: dict[str, torch.Tensor], source: Path) -> ModelShape
     return ModelShape(n_actions=int(out.shape[0]), dueling=dueling)
 
 
-def _torch_load(path: Path, fd: int, *, mmap: bool = False,
-                data: bytes | None = None) -> dict[str, Any]:
+def _torch_load(path: Path, fd: int, *, mmap: bool = False) -> dict[str, Any]:
     """``torch.load`` with ``weights_only=True`` of the file open as ``fd``; any failure
     becomes one ``SnapshotError``.
 
     The file comes from a volume anyone may have written to, so every exception the loader
     raises is caught: torch's weights-only unpickler meets random bytes with ``IndexError`` or
     ``KeyError`` as often as with ``UnpicklingError``. Its warnings (a pickle protocol it does
-    not expect) are torch's business, not the user's, and stay out of the output. A memory map
-    (``mmap``) goes through ``/proc/self/fd``: torch maps a file by name, and that name is the
-    file already opened and checked, whatever the snapshot's own name points at meanwhile.
+    not expect) are torch's business, not the user's, and stay out of the output. The file is
+    read through a file object, record by record, so loading holds the tensors and never a
+    second copy of the file's bytes. A memory map (``mmap``) goes through ``/proc/self/fd``:
+    torch maps a file by name, and that name is the file already opened and checked, whatever
+    the snapshot's own name points at meanwhile.
     """
+    _check_header(path, fd)
     proc = f"/proc/self/fd/{fd}"
     mapped = mmap and os.path.exists(proc)
-    if not mapped and data is None:
-        data = _read_fd(path, fd)
-    source: str | io.BytesIO = proc if mapped else io.BytesIO(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            loaded = torch.load(source, map_location="cpu", weights_only=True, mmap=mapped)
+            if mapped:
+                loaded = torch.load(proc, map_location="cpu", weights_only=True, mmap=True)
+            else:
+                with os.fdopen(os.dup(fd), "rb") as handle:
+                    handle.seek(0)  # a dup shares the offset the checks above moved
+                    loaded = torch.load(handle, map_location="cpu", weights_only=True)
     except OSError:
-        if mapped:  # a file system without mmap, or a file cut short: read it whole to tell
-            return _torch_load(path, fd, data=data)
+        if mapped:  # a file system without mmap, or a file cut short: read it to tell
+            return _torch_load(path, fd)
         raise _unreadable_fd(path, fd) from None
     except Exception as err:  # noqa: BLE001 - see the docstring: the input is hostile
         refused = _refused_global(err)
@@ -209,6 +214,45 @@ def _torch_load(path: Path, fd: int, *, mmap: bool = False,
         raise SnapshotError(f"{path}: holds a {type(loaded).__name__}, not rlpyt's snapshot "
                             "dict (itr, cum_steps, agent_state_dict, optimizer_state_dict).")
     return loaded
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+MAX_RECORDS = 4096
+"""Records in a snapshot's zip: one per tensor plus a few (56 in rlpyt's pong snapshot)."""
+PICKLE_RECORD_LIMIT = 64 * safe_read.MB
+"""A snapshot's pickle record (names and layout, not the tensors): kilobytes in rlpyt's."""
+
+
+def _check_header(path: Path, fd: int) -> None:
+    """Decide what the file is from its first bytes (and a zip's directory at its end) before
+    reading it: torch's zip archive, every record stored as torch writes it, or torch's older
+    format. Anything else (zeros, another kind of file, a zip whose records would inflate or
+    whose pickle is larger than any snapshot's) is refused without reading its body, so a
+    3 GB file of zeros costs a few reads, not 3 GB of memory."""
+    head = b""
+    try:
+        head = os.pread(fd, 4, 0)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            # the end record alone says how many records the directory lists: read no
+            # directory of millions of entries into memory (zipfile's own reader, private API)
+            end = zipfile._EndRecData(handle) if head.startswith(_ZIP_MAGIC) else None
+            if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > MAX_RECORDS:
+                raise _not_a_snapshot(path, f"a zip archive of {end[zipfile._ECD_ENTRIES_TOTAL]} "
+                                            "records, far more than a snapshot's")
+            is_zip = end is not None and zipfile.is_zipfile(handle)
+            infos = zipfile.ZipFile(handle).infolist() if is_zip else []
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+        raise _unreadable(path, b"PK" if head.startswith(b"PK") else head, False) from None
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return  # a pickle (torch's older format begins with one): read as a stream, no copy
+    if not is_zip:
+        raise _unreadable(path, head, is_zip)
+    size = os.fstat(fd).st_size
+    if any(i.compress_type != zipfile.ZIP_STORED or i.file_size > size
+           or (i.filename.endswith(".pkl") and i.file_size > PICKLE_RECORD_LIMIT)
+           for i in infos):
+        raise _not_a_snapshot(path, "a zip archive whose records are not a torch snapshot's "
+                                    "(compressed, or larger than any snapshot's)")
 
 
 _REFUSED_GLOBAL = re.compile(
@@ -300,41 +344,91 @@ def _open(path: Path) -> int:
         raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror or err}).") from None
 
 
-def _read_fd(path: Path, fd: int) -> bytes:
-    """The whole snapshot behind ``fd`` from its start (``_open`` checked its size)."""
-    chunks: list[bytes] = []
+def _sha256(path: Path, fd: int) -> str:
+    """The sha256 of the file behind ``fd``, read in chunks (never the whole file at once)."""
+    digest = hashlib.sha256()
     done = 0
     try:
         while chunk := os.pread(fd, 16 << 20, done):
-            chunks.append(chunk)
+            digest.update(chunk)
             done += len(chunk)
             if done > safe_read.SNAPSHOT_LIMIT:
                 raise _not_a_snapshot(path, "a file that grew past any snapshot's size")
-        return b"".join(chunks)
     except OSError as err:
         raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror or err}).") from None
+    return digest.hexdigest()
 
 
 def _as_int(path: Path, params: dict[str, Any], key: str) -> int:
+    """A counter (``itr``, ``cum_steps``) as rlpyt writes it: a Python int from 0 to
+    MAX_STEPS (250 times rlpyt's longest Atari runs); anything else is damage, refused here
+    before a log line, TensorBoard or a schedule computes with it."""
     value = params.get(key)
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise SnapshotError(f"{path}: '{key}' is {value!r}, expected a non-negative int "
-                            "as rlpyt writes it.")
+    if (not isinstance(value, int) or isinstance(value, bool) or value < 0
+            or value > MAX_STEPS):
+        shown = f"{value!r:.40}"
+        raise SnapshotError(f"{path}: '{key}' is {shown}, expected an int from 0 to "
+                            f"{MAX_STEPS:_} as rlpyt writes it; the file is damaged: delete it, "
+                            "or point INIT_SNAPSHOT at another file.")
     return value
 
 
-def _is_optimizer_state(value: Any) -> bool:
-    """Whether ``value`` has the shape every reader of it relies on (lr, per-parameter step)."""
+_NOT_OPTIMIZER = ("is not a torch.optim state dict (per-parameter state and param groups with "
+                  "a learning rate)")
+
+
+def _optimizer_problem(value: Any) -> str | None:
+    """What makes ``value`` unusable as the Adam state a warm start continues, if anything:
+    the shape every reader relies on (per-parameter state, param groups with a learning rate),
+    and the numbers Adam computes with in their ranges: ``step`` a whole number of updates from
+    0 to MAX_UPDATES, ``lr`` and ``eps`` finite and >= 0, ``betas`` from 0 to below 1,
+    ``weight_decay`` finite and >= 0. Out of them, Adam raises or overflows mid-training."""
     if not isinstance(value, dict):
-        return False
+        return _NOT_OPTIMIZER
     state, groups = value.get("state"), value.get("param_groups")
-    return (isinstance(state, dict) and all(isinstance(s, dict) for s in state.values())
-            and all(_is_number(s["step"]) for s in state.values() if "step" in s)
+    if not (isinstance(state, dict) and all(isinstance(s, dict) for s in state.values())
             and isinstance(groups, list) and bool(groups)
+            and all(_is_number(s["step"]) for s in state.values() if "step" in s)
             and all(isinstance(g, dict) and _is_number(g.get("lr"))
-                    and isinstance(g.get("params"), list) for g in groups))
+                    and isinstance(g.get("params"), list) for g in groups)):
+        return _NOT_OPTIMIZER
+    for key, entry in state.items():
+        if "step" not in entry:
+            continue
+        step = _real(entry["step"])
+        if step is None or not (0 <= step <= MAX_UPDATES and step.is_integer()):
+            return (f"is damaged: state {key!r:.20}'s Adam step is {_shown(entry['step'])}, "
+                    f"not a whole number of updates from 0 to {MAX_UPDATES:.0e}")
+    for i, group in enumerate(groups):
+        for name in ("lr", "eps", "weight_decay"):
+            if name == "lr" or name in group:
+                number = _real(group.get(name))
+                if number is None or number < 0:
+                    return (f"is damaged: param group {i}'s {name} is "
+                            f"{_shown(group.get(name))}, not a finite number >= 0")
+        betas = group.get("betas")
+        if betas is not None and not (
+                isinstance(betas, (list, tuple)) and len(betas) == 2
+                and all((b := _real(x)) is not None and 0 <= b < 1 for x in betas)):
+            return (f"is damaged: param group {i}'s betas are {_shown(betas)}, not two numbers "
+                    "from 0 to below 1")
+    return None
+
+
+def _real(value: Any) -> float | None:
+    """A finite real number as Python or a one-element tensor holds it, as a float."""
+    if not _is_number(value):
+        return None
+    number = float(value.item() if isinstance(value, torch.Tensor) else value)
+    return number if math.isfinite(number) else None
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    return f"{value!r:.40}"
 
 
 def _is_number(value: Any) -> bool:
@@ -359,9 +453,11 @@ def _tensors(value: Any, name: str) -> Iterator[tuple[str, torch.Tensor]]:
 def non_finite(**parts: Any) -> str | None:
     """The name of the first floating-point tensor in ``parts`` (state dicts, optimizer state)
     that holds a NaN or an infinity; None when all are finite. One pass over the weights: a few
-    milliseconds for this model, paid once per snapshot read or written."""
+    milliseconds for this model, paid once per snapshot read or written; in chunks, so the
+    check's temporaries stay small beside a large tensor."""
     for name, tensor in _tensors(parts, ""):
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_floating_point() and not all(
+                bool(torch.isfinite(chunk).all()) for chunk in tensor.reshape(-1).split(1 << 22)):
             return name
     return None
 
@@ -370,8 +466,8 @@ def read(path: Path) -> Snapshot:
     """Load and normalise a snapshot; accept ``agent_state_dict`` whole or as a bare model dict."""
     fd = _open(path)
     try:
-        data = _read_fd(path, fd)
-        params = _torch_load(path, fd, data=data)
+        params = _torch_load(path, fd)
+        digest = _sha256(path, fd)
     finally:
         os.close(fd)
     missing = [k for k in ("itr", "cum_steps", "agent_state_dict") if k not in params]
@@ -392,9 +488,10 @@ def read(path: Path) -> Snapshot:
     if model_shape(target, path) != shape:
         raise SnapshotError(f"{path}: agent_state_dict's model and target differ in shape.")
     optimizer = params.get("optimizer_state_dict")
-    if optimizer is not None and not _is_optimizer_state(optimizer):
-        raise SnapshotError(f"{path}: optimizer_state_dict is not a torch.optim state dict "
-                            "(per-parameter state and param groups with a learning rate).")
+    problem = None if optimizer is None else _optimizer_problem(optimizer)
+    if problem is not None:
+        raise SnapshotError(f"{path}: optimizer_state_dict {problem}; a warm start cannot "
+                            "continue it. Delete the file, or point INIT_SNAPSHOT at another one.")
     bad = non_finite(model=model, target=target, optimizer=optimizer)
     if bad is not None:
         raise NonFiniteSnapshotError(
@@ -403,7 +500,7 @@ def read(path: Path) -> Snapshot:
     return Snapshot(
         path=path, itr=itr, cum_steps=cum_steps,
         model=OrderedDict(model), target=OrderedDict(target), optimizer=optimizer, shape=shape,
-        sha256=hashlib.sha256(data).hexdigest(), asynchronous=asynchronous)
+        sha256=digest, asynchronous=asynchronous)
 
 
 @dataclass(frozen=True)
@@ -444,14 +541,13 @@ def read_training(path: Path) -> Counters:
 
     The pickle is read through a memory map, so ranking a volume of many 58 MB snapshots reads
     kilobytes per file (docs/warm-start.md: 50 copies rank in well under 1 s); torch's older non-zip format
-    cannot be mapped and is read whole. A file that is truncated or not a torch zip archive
-    fails here already, which is what lets discovery skip a snapshot that a crash cut short.
+    cannot be mapped and is read through a file object. A file that is truncated or not a torch
+    zip archive fails here already, which is what lets discovery skip a snapshot that a crash
+    cut short.
     """
     fd = _open(path)
     try:
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            is_zip = zipfile.is_zipfile(handle)
-        params = _torch_load(path, fd, mmap=is_zip)
+        params = _torch_load(path, fd, mmap=os.pread(fd, 4, 0) == _ZIP_MAGIC)
     finally:
         os.close(fd)
     itr, asynchronous = sampling_counters(path, params)

@@ -29,10 +29,12 @@ from typing import Any
 from ..config import (
     COLD_MIN_STEPS_LEARN,
     EXAMPLE_1,
+    MAX_STEPS,
     WARM_MIN_STEPS_LEARN,
     Config,
     SamplerShape,
     check_derived,
+    settings,
 )
 from ..errors import ConfigError, RunRecordError, SnapshotError
 from . import atomic, chain, discovery, lock, progress, records, volume
@@ -44,6 +46,7 @@ from .resume_state import find as find_resume_state
 from .run import RunDir, latest_run_dir, next_run_name
 
 DEFAULT_LR = 2.5e-4
+LR_MAX = next(f.metadata["maximum"] for f in settings() if f.metadata["env"] == "LR")
 
 
 @dataclass
@@ -71,6 +74,39 @@ class StartPoint:
         return self.run.budget.shape
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What this process will train, known before anything is written: what the checks that
+    need the machine (its memory) are given, so a job that cannot run stops untouched."""
+
+    config: Config
+    budget: Budget  # the run's span, with the target this job trains to
+    first_itr: int  # the first iteration this process trains
+    restores_replay: bool  # RESUME_STATE=full restores the replay the run had filled
+
+    @property
+    def replay_transitions(self) -> int:
+        """Transitions the replay will hold by the target: the steps this process samples
+        (and, restored, those the run sampled before), at most REPLAY_SIZE."""
+        first = self.budget.start_itr if self.restores_replay else self.first_itr
+        steps = (self.budget.target_itr - first + 1) * self.budget.shape.steps_per_itr
+        return max(0, min(self.config.replay_size, steps))
+
+
+def _no_check(_: Plan) -> None:
+    pass
+
+
+def _check_reach(config: Config, budget: Budget) -> None:
+    """Every counter a run writes stays within MAX_STEPS, the range every reader checks."""
+    if budget.target_steps > MAX_STEPS:
+        raise ConfigError(
+            f"STEPS={config.steps} from the start point's "
+            f"{budget.steps_done(budget.start_itr - 1):,} steps done ends at "
+            f"{budget.target_steps:,}, past the {MAX_STEPS:_} steps any snapshot counter may "
+            "hold; lower STEPS.")
+
+
 def _fresh_steps(config: Config, warm: bool) -> int:
     if config.min_steps_learn is not None:
         return config.min_steps_learn
@@ -81,6 +117,10 @@ def _learning_rate(config: Config, snapshot: snap.Snapshot | None) -> tuple[floa
     if config.lr is not None:
         return config.lr, "LR"
     if snapshot is not None and snapshot.lr is not None:
+        if snapshot.lr > LR_MAX:  # the range LR itself has: Adam overflows past it
+            raise SnapshotError(
+                f"{snapshot.path}: its saved learning rate {snapshot.lr:g} is beyond LR's "
+                f"range (0 to {LR_MAX:g}); set LR to train from it, or use another snapshot.")
         return snapshot.lr, "snapshot"
     return DEFAULT_LR, "default"
 
@@ -159,23 +199,29 @@ def _run_shape(config: Config, lineage: progress.Progress | None,
 
 def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoint:
     """Continue the run from its newest snapshot, or from its parent if it never wrote one,
-    with the settings it recorded for those this job leaves unset."""
-    run.claim()
+    with the settings it recorded for those this job leaves unset. Reads and checks only, up
+    to ``check_own_files``: a run this process cannot continue is left as it was."""
+    problem = records.manifest_problem(run.manifest)
+    if problem is not None:
+        raise RunRecordError(f"{run.path}: {problem}; restore the file, or move the folder "
+                             "aside, or use another RUN_NAME.")
     config, _ = _lineage_settings(config, records.Records(
         None, None, True, None, None, None, settings=records.manifest_settings(run.manifest)),
         run.path / "manifest.json", log)
     run.config = config
-    atomic.sweep_temp_files(run.path)  # the run is ours now: what a killed writer left is junk
     own = discovery.newest(list(discovery.candidates(run.path)),
                            strict=config.strict_snapshots, log=log)
     start = own
     if own is None and run.manifest["parent"] is not None:
         start = snap.read(Path(run.manifest["parent"]["path"]))
     first_itr = run.budget.start_itr if own is None else own.itr + 1
+    exact = None if own is None else find_resume_state(run.path, own, config, log)
+    run.check_own_files(first_itr)  # before anything is written: exit 7 leaves the run as it was
+    run.claim()
+    atomic.sweep_temp_files(run.path)  # the run is ours now: what a killed writer left is junk
     run.protected = None if own is None else own.path
     run.forget_rows_after(first_itr - 1)
     lr, source = _learning_rate(config, start)
-    exact = None if own is None else find_resume_state(run.path, own, config, log)
     # an exact resume keeps the interrupted process's schedule: its replay is restored
     min_itr_learn = (exact.min_itr_learn if exact is not None
                      else first_itr + _fresh_steps(config, start is not None)
@@ -185,8 +231,10 @@ def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoi
                       lr=lr, lr_source=source, resumed=True, resume_state=exact)
 
 
-def _run_target(run: RunDir, config: Config, log: Callable[[str], None]) -> bool:
-    """Apply STEPS, the run's total from its start, to a reopened run; False: nothing to do.
+def _run_target(run: RunDir, config: Config, log: Callable[[str], None]) -> int | None:
+    """The target iteration STEPS, the run's total from its start, gives a reopened run;
+    None: nothing to do. Decides only (``_extend`` writes it), so the checks of a resume run
+    before anything is written.
 
     A larger total extends the run (recorded in its manifest's ``targets``); an equal one
     after the target, or a smaller one, never shortens it.
@@ -194,16 +242,13 @@ def _run_target(run: RunDir, config: Config, log: Callable[[str], None]) -> bool
     budget = run.budget
     wanted = budget.start_itr + config.iterations(budget.shape) - 1
     if wanted > budget.target_itr:
-        run.set_target(wanted, steps=config.steps)
-        log(f"run {run.name}: STEPS={config.steps} (env steps from the run's start at cum_steps "
-            f"{budget.cum_steps(budget.start_itr)}) extends its target from cum_steps "
-            f"{budget.target_cum_steps} to {budget.cum_steps(wanted)}")
-        return True
+        _check_reach(config, dataclasses.replace(budget, target_itr=wanted))
+        return wanted
     if not run.finished:
         if wanted < budget.target_itr:
             log(f"run {run.name}: STEPS={config.steps} would end before its target cum_steps "
                 f"{budget.target_cum_steps}; a run is never shortened, so it keeps that target")
-        return True
+        return budget.target_itr
     if wanted == budget.target_itr:
         log(f"run {run.name} already reached its target cum_steps {budget.target_cum_steps}; "
             "nothing to do (a larger STEPS extends it)")
@@ -211,7 +256,22 @@ def _run_target(run: RunDir, config: Config, log: Callable[[str], None]) -> bool
         log(f"run {run.name} already passed the target of STEPS={config.steps} (cum_steps "
             f"{budget.cum_steps(wanted)}): it reached cum_steps {budget.target_cum_steps}; "
             "nothing to do")
-    return False
+    return None
+
+
+def _extend(run: RunDir, target_itr: int, config: Config, log: Callable[[str], None]) -> None:
+    """Record a larger target (``_run_target``) in the run's manifest."""
+    budget = run.budget
+    if target_itr > budget.target_itr:
+        run.set_target(target_itr, steps=config.steps)
+        log(f"run {run.name}: STEPS={config.steps} (env steps from the run's start at cum_steps "
+            f"{budget.cum_steps(budget.start_itr)}) extends its target from cum_steps "
+            f"{budget.target_cum_steps} to {budget.cum_steps(target_itr)}")
+
+
+def _plan_of(start: StartPoint, target_itr: int) -> Plan:
+    return Plan(start.config, dataclasses.replace(start.run.budget, target_itr=target_itr),
+                start.first_itr, start.resume_state is not None)
 
 
 def _check_game(parent: snap.Snapshot, recorded: records.Records, config: Config,
@@ -257,6 +317,12 @@ def _lineage_progress(parent: snap.Snapshot, recorded: records.Records, config: 
         where = chain.exact(parent.path, parent, recorded, config, log)
     if where is None:
         where = progress.of(parent, recorded, config)
+    if where.steps_done > MAX_STEPS:
+        raise SnapshotError(
+            f"{parent.path}: its optimizer's {where.updates} updates would mean "
+            f"{where.steps_done:,} steps done, past the {MAX_STEPS:_} any counter may hold: its "
+            "Adam step count is damaged. Set PROGRESS_STEPS, or point INIT_SNAPSHOT at another "
+            "snapshot.")
     if parent.asynchronous is not None:
         log(_asynchronous_line(parent, where))
     if where.source == "chain":
@@ -280,7 +346,27 @@ def _lineage_progress(parent: snap.Snapshot, recorded: records.Records, config: 
     return where
 
 
-def _restarted_job(config: Config, log: Callable[[str], None]) -> StartPoint | None:
+def _check_derived(config: Config, shape: SamplerShape, taken: dict[str, Any],
+                   where: progress.Progress | None, parent: snap.Snapshot | None) -> None:
+    """``check_derived`` in the run's shape; when a value it combines came from the lineage's
+    record (a setting left unset, or its sampler shape), the record is named as the cause."""
+    try:
+        check_derived(config, shape)
+    except ConfigError as err:
+        recorded = [env for env in ("REPLAY_RATIO", "BATCH_SIZE") if env in taken]
+        if (where is not None and where.shape == shape and where.shape_source != "counters"
+                and (config.batch_t is None or config.batch_b is None)):
+            recorded.append(f"sampler shape {shape}")
+        if not recorded or parent is None:
+            raise
+        raise SnapshotError(
+            f"{parent.path.parent}: the lineage's recorded {' and '.join(recorded)} cannot be "
+            f"trained as recorded: {err} Set those settings explicitly, or correct the "
+            "record.") from None
+
+
+def _restarted_job(config: Config, log: Callable[[str], None],
+                   check: Callable[[Plan], None]) -> StartPoint | None:
     """Without RUN_NAME: resume the latest ``run_N`` when it stopped short of its target and was
     started with exactly this config (the same job restarted); None otherwise. The run is
     looked at before it is locked, so a run that is not resumed keeps its lock file as it was;
@@ -310,23 +396,33 @@ def _restarted_job(config: Config, log: Callable[[str], None]) -> StartPoint | N
     log(f"run {unfinished.name} stopped before its target and has this job's exact config: "
         "resuming it")
     with unfinished.failing_records(log):
-        return _resume(unfinished, config, log)
+        start = _resume(unfinished, config, log)
+    check(_plan_of(start, unfinished.budget.target_itr))  # a refusal leaves the run as it was
+    return start
 
 
-def prepare(config: Config, *, engine: str, n_actions: int,
-            log: Callable[[str], None]) -> StartPoint | None:
-    """Check the volume, find the start snapshot and open the run; None if the job is done."""
+def prepare(config: Config, *, engine: str, n_actions: int, log: Callable[[str], None],
+            check: Callable[[Plan], None] = _no_check) -> StartPoint | None:
+    """Check the volume, find the start snapshot and open the run; None if the job is done.
+
+    ``check`` is given the plan (settings, span) once it is known and before anything is
+    written: the caller's checks of the machine (memory) stop a job that cannot run there."""
     volume.check(config.ckpt_dir, n_actions=n_actions, dueling=config.dueling)
     if config.run_name is not None:
         existing = RunDir.open(config.ckpt_dir / config.run_name, config, log=log)
         if existing is not None:
             _check_same_job(existing, config)
             with existing.failing_records(log):
-                if not _run_target(existing, config, log):
+                target_itr = _run_target(existing, config, log)
+                if target_itr is None:
                     return None
-                return _resume(existing, config, log)
+                start = _resume(existing, config, log)
+            check(_plan_of(start, target_itr))  # a refusal leaves even the status as it was
+            with existing.failing_records(log):
+                _extend(existing, target_itr, config, log)
+            return start
     else:
-        resumed = _restarted_job(config, log)
+        resumed = _restarted_job(config, log, check)
         if resumed is not None:
             return resumed
 
@@ -338,6 +434,11 @@ def prepare(config: Config, *, engine: str, n_actions: int,
     where, taken = None, {}
     if parent is not None:
         recorded = records.beside(parent.path)
+        if recorded.problem is not None:
+            raise SnapshotError(
+                f"{recorded.problem}, so {parent.path} cannot be continued with it: correct or "
+                "remove that value (or move the file aside), or point INIT_SNAPSHOT/CKPT_DIR "
+                "at another snapshot.")
         config, taken = _lineage_settings(config, recorded, parent.path.parent, log)
         _check_game(parent, recorded, config, n_actions, log)
         where = _lineage_progress(parent, recorded, config, log)
@@ -354,7 +455,9 @@ def prepare(config: Config, *, engine: str, n_actions: int,
         decay_steps = _fresh_steps(config, warm=False)
     budget = Budget(start_itr=first_itr, target_itr=first_itr + config.iterations(shape) - 1,
                     eps_decay_start_itr=decay_steps // shape.steps_per_itr, shape=shape)
-    check_derived(config, shape)
+    _check_derived(config, shape, taken, where, parent)
+    _check_reach(config, budget)
+    check(Plan(config, budget, first_itr, restores_replay=False))
     name = config.run_name or next_run_name(config.ckpt_dir)
     run = RunDir.create(config.ckpt_dir / name, config, engine=engine, n_actions=n_actions,
                         parent=parent, budget=budget, log=log)

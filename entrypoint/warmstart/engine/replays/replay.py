@@ -30,47 +30,14 @@ work.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 
-from ...errors import ConfigError
 from .batch import ReplayBatch
 from .sum_tree import SumTree
 
 PRIORITY_EPS = 1e-6  # rlpyt keeps a zero priority from giving an infinite importance weight
-
-
-def _memory_available() -> int:
-    """Bytes this process may still use: free RAM, capped by a cgroup (container) limit."""
-    available = psutil.virtual_memory().available
-    try:
-        cgroup = Path("/sys/fs/cgroup")
-        limit = (cgroup / "memory.max").read_text().strip()
-        if limit != "max":
-            used = int((cgroup / "memory.current").read_text())
-            available = min(available, int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    return available
-
-
-def check_memory(size: int) -> None:
-    """Refuse a REPLAY_SIZE that cannot fit, rather than fill it for hours and die of OOM.
-
-    The buffer is committed lazily, so allocating it would succeed and the failure would
-    come much later; this compares its full size with what is available now.
-    """
-    per_step = UniformReplay.bytes_per_transition()
-    need = size * per_step
-    available = _memory_available()
-    if need > 0.9 * available:
-        raise ConfigError(
-            f"REPLAY_SIZE={size} needs {need / 1e9:.1f} GB of memory (about "
-            f"{per_step / 1e3:.1f} KB per transition) but only {available / 1e9:.1f} GB is "
-            "available; lower REPLAY_SIZE or give the job more memory.")
 
 
 class ReplayRows:

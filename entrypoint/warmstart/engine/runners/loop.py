@@ -192,7 +192,7 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
     cum_trajs = int(float(last_row.get("Diagnostics/CumCompletedTrajs") or 0))
     started = last_log_time = last_print = time.monotonic()
     steps_at_print, updates_at_log = 0, engine.update_counter
-    last_loss = math.nan
+    last_loss = math.nan  # no update yet: "n/a" in the progress line
     periodic = None
     if config.eval_every:
         from ..playing.play import (
@@ -286,7 +286,7 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
                 f"{(budget.target_itr - start.first_itr + 1) * per_itr} steps "
                 f"(total {budget.steps_done(itr)}) | {rate:.1f} steps/s | ETA {eta} | "
                 f"score(last {len(recent_scores)}) {score} | eps {epsilon:.3f} | "
-                f"loss {last_loss:.4f}")
+                f"loss {'n/a' if math.isnan(last_loss) else f'{last_loss:.4f}'}")
             last_print, steps_at_print = now, done_steps
         if stopping and itr < budget.target_itr:
             return "stopped"
