@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warmstart.checkpoint import records
 from warmstart.checkpoint import snapshot as snap
-from warmstart.config import MAX_STEPS, MAX_UPDATES, settings as config_settings
+from warmstart.config import MAX_STEPS, MAX_UPDATES
+from warmstart.config import settings as config_settings
 from warmstart.errors import SnapshotError
 
 PROPERTY = settings(max_examples=60, deadline=None,

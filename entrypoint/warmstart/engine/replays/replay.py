@@ -30,7 +30,6 @@ work.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 

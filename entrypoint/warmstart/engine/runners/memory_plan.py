@@ -74,16 +74,16 @@ def need(plan: Plan, *, engine: str, device_type: str, n_actions: int,
                      and not config.prioritized_replay and config.resume_state == "off")
     if device_replay and device_free is not None and whole + MARGIN_BYTES <= device_free:
         device = whole
-        host["replay"] = (0, f"on the GPU: REPLAY_SIZE={config.replay_size:,} ({whole / GiB:.1f} "
-                             "GiB of GPU memory)")
+        host["replay"] = (0, (f"on the GPU: REPLAY_SIZE={config.replay_size:,} "
+                              f"({whole / GiB:.1f} GiB of GPU memory)"))
     elif device_replay:
-        host["replay"] = (whole, f"REPLAY_SIZE={config.replay_size:,} in pinned host memory, "
-                                 "all at once")
+        host["replay"] = (whole, (f"REPLAY_SIZE={config.replay_size:,} in pinned host memory, "
+                                  "all at once"))
     else:
         reach = plan.replay_transitions
         host["replay"] = (reach * per_transition,
-                          f"{reach:,} transitions by the run's target, of "
-                          f"REPLAY_SIZE={config.replay_size:,}")
+                          (f"{reach:,} transitions by the run's target, of "
+                           f"REPLAY_SIZE={config.replay_size:,}"))
     host["batch"] = (config.batch_size * BATCH_BYTES_PER_SAMPLE, f"BATCH_SIZE={config.batch_size}")
     host["model"] = (MODEL_COPIES * snapshot_bytes(n_actions, config.dueling),
                      "model, target, Adam and a snapshot's copies")
