@@ -7,6 +7,13 @@ Every file is replaced atomically, so a job killed at any instant leaves a loada
 A trainer writes only into a run whose manifest it can read, and replaces a snapshot file only
 when the manifest vouches for the bytes on disk (an entry's sha256, or the write in progress
 when a kill came), so a file of another lineage is never overwritten.
+
+A kill can land at any step of a snapshot write, and again at any step of the next process's
+first write. So the ``writing`` entry (the files, sha256, itr and cum_steps of the write in
+progress) is settled before anything else is written (``RunDir.claim``): each of its files
+that landed with that sha256 gets its snapshot entry, and the hash of one that did not land
+stays vouched for under ``interrupted`` (a rename a network volume completes after its caller
+is gone lands late). A run's own interrupted writes never lock it out.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ _RUN_FILE = re.compile(r"^(params\.pkl|itr_\d+\.pkl|progress\.csv|params\.json|"
                        r"resume-itr_\d+\.npz)$")
 """What a run folder holds besides its manifest: files a trainer must not write over unless
 the folder's manifest says the run is its own."""
+
+INTERRUPTED_KEPT = 4
+"""Interrupted writes whose files did not land, still vouched for (the newest few)."""
 
 StateFn = Callable[[], dict[str, Any]]
 """Returns ``model``, ``target`` and ``optimizer`` state dicts on the CPU, when a snapshot is due,
@@ -71,8 +81,9 @@ class RunDir:
     A RunDir holds the run's lock (``lock``): no other trainer writes the folder meanwhile."""
 
     def __init__(self, path: Path, config: Config, manifest: dict[str, Any],
-                 held: lock.RunLock) -> None:
+                 held: lock.RunLock, *, log: Callable[[str], None] = print) -> None:
         self._lock = held  # held for the life of the process (the kernel drops it on exit)
+        self._log = log
         self.path = path
         self.config = config
         self.manifest = manifest
@@ -164,7 +175,7 @@ class RunDir:
             "versions": provenance.versions(),
             "snapshots": [],
         }
-        run = cls(path, config, manifest, held)
+        run = cls(path, config, manifest, held, log=log)
         run._write_manifest()
         atomic.write_text(path / PARAMS_JSON, json.dumps(run._rlpyt_params(), indent=2) + "\n")
         return run
@@ -188,11 +199,60 @@ class RunDir:
         if manifest is None:
             held.release()
             return None
-        return cls(path, config, manifest, held)
+        return cls(path, config, manifest, held, log=log)
 
     def claim(self) -> None:
-        """Commit to writing this run: its lock file names this process from now on."""
+        """Commit to writing this run: its lock file names this process from now on, and a
+        snapshot write an earlier process left unfinished is settled (``_settle_writing``)."""
         self._lock.claim()
+        self._settle_writing()
+
+    def _holds(self, name: str, sha256: str) -> bool:
+        """Whether the run folder's ``name`` is a regular file with exactly these bytes."""
+        try:
+            data = safe_read.read_bytes(self.path / name, limit=safe_read.SNAPSHOT_LIMIT,
+                                        flags=os.O_NOFOLLOW)
+        except OSError:
+            return False
+        return hashlib.sha256(data).hexdigest() == sha256
+
+    def _settle_writing(self) -> None:
+        """Record how the snapshot write an earlier process was killed in ended, before this
+        process writes anything: a file that landed with the sha256 being written gets its
+        snapshot entry (what the final manifest write would have said); a write that did not
+        land leaves the previous snapshot as the run's newest and its hash vouched for under
+        ``interrupted``. One log line says which."""
+        writing = self.manifest.get("writing")
+        if writing is None:
+            return
+        digest = writing["sha256"]
+        landed = [name for name in writing["files"] if self._holds(name, digest)]
+        missed = [name for name in writing["files"] if name not in landed]
+        entries = [e for e in self.manifest["snapshots"] if e["file"] not in landed]
+        itr, cum_steps = writing.get("itr"), writing.get("cum_steps")
+        for name in landed:
+            if itr is None or cum_steps is None:  # a manifest from before they were recorded
+                counters = snap.read_training(self.path / name)
+                itr, cum_steps = counters.itr, counters.cum_steps
+            entries.append({"file": name, "itr": itr, "cum_steps": cum_steps, "sha256": digest,
+                            "written": writing.get("started", _now())}
+                           | {k: writing[k] for k in ("resume_state", "resume_state_bytes")
+                              if k in writing})
+        self.manifest["snapshots"] = entries
+        if missed:
+            kept = self.manifest.get("interrupted") or []
+            self.manifest["interrupted"] = (kept + [{"files": missed, "sha256": digest}])[
+                -INTERRUPTED_KEPT:]
+        del self.manifest["writing"]
+        self._write_manifest()
+        what = f"the snapshot of itr {itr}" if itr is not None else "a snapshot"
+        if landed:
+            self._log(f"run {self.name}: the previous process was stopped while writing {what}"
+                      f" after {', '.join(landed)} landed; recorded in {MANIFEST}"
+                      + (f" ({', '.join(missed)} had not landed)" if missed else ""))
+        else:
+            self._log(f"run {self.name}: the previous process was stopped while writing {what}"
+                      f" before {', '.join(missed)} landed; the run's previous snapshot stands")
 
     def release(self) -> None:
         """Give up the run's lock: this process will not write the run after all."""
@@ -270,7 +330,11 @@ class RunDir:
             resume_state.prune(self.path, keep=None)
         # The manifest names the files and sha256 being written before they land, so a kill
         # between a file and the manifest's final entry leaves a file the run can vouch for.
-        self.manifest["writing"] = {"files": files, "sha256": digest}
+        self.manifest["writing"] = {"files": files, "sha256": digest, "itr": itr,
+                                    "cum_steps": cum_steps, "started": _now()}
+        if resume is not None:
+            self.manifest["writing"] |= {"resume_state": resume.name,
+                                         "resume_state_bytes": resume.stat().st_size}
         self._write_manifest()
         entries = [e for e in self.manifest["snapshots"] if e["file"] not in files]
         for name in files:
@@ -302,9 +366,9 @@ class RunDir:
         if self._written.get(name) == _identity(info):
             return
         vouched = {e["sha256"] for e in self.manifest["snapshots"] if e["file"] == name}
-        writing = self.manifest.get("writing")
-        if writing is not None and name in writing["files"]:  # a kill came before the entry
-            vouched.add(writing["sha256"])
+        for write in [self.manifest.get("writing"), *(self.manifest.get("interrupted") or [])]:
+            if write is not None and name in write["files"]:  # a kill came before the entry
+                vouched.add(write["sha256"])
         if not vouched:
             why = "the run's manifest does not list it"
         else:
