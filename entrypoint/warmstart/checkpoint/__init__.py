@@ -5,7 +5,7 @@ regular files of bounded size; ``snapshot`` reads rlpyt's ``params.pkl`` without
 pickled code; ``manifest``, ``rows`` and ``records`` read a run's records; ``discovery`` picks
 the newest usable snapshot. Deciding: ``counters`` (steps done, a job's span), ``progress``
 (a reset lineage's real progress) and ``start`` (which run, snapshot, settings and span).
-Writing: ``atomic`` (temp file and rename), ``lock`` (one writer per run), ``run`` (the run
-folder's snapshots, rows and manifest), ``resume_state`` (what an exact resume needs) and
-``volume`` (checks before training). Imports config and errors only; never the engine.
+Writing: ``atomic`` (temp file and rename), ``lock`` and ``lease`` (one writer per run, within
+a mount and across nodes), ``run`` (the run folder's snapshots, rows and manifest),
+``resume_state`` (what an exact resume needs) and ``volume`` (checks before training). Imports config and errors only; never the engine.
 """

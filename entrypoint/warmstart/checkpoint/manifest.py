@@ -57,6 +57,7 @@ MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
     "start_progress": _optional(lambda value: _record(value, {"itr": _int, "cum_steps": _int})),
     "recorded_settings": _optional(_kind(dict)),
     "writing": _optional(lambda value: _record(value, _WRITE)),
+    "holder": _optional(_int),
     "interrupted": _optional(lambda value: isinstance(value, list) and all(
         _record(w, _WRITE) for w in value)),
 }

@@ -78,7 +78,9 @@ def latest_run_dir(ckpt_dir: Path) -> Path | None:
 class RunDir:
     """Writes one run's snapshots, progress rows and manifest; nothing else touches the folder.
 
-    A RunDir holds the run's lock (``lock``): no other trainer writes the folder meanwhile."""
+    A RunDir holds the run's lock and lease (``lock``): no other trainer writes the folder
+    meanwhile, and before each write it checks that it still does (a holder whose lease lapsed
+    stops, exit 5). The manifest and each snapshot entry carry the writer's holder number."""
 
     def __init__(self, path: Path, config: Config, manifest: dict[str, Any],
                  held: lock.RunLock, *, log: Callable[[str], None] = print) -> None:
@@ -236,8 +238,8 @@ class RunDir:
                 itr, cum_steps = counters.itr, counters.cum_steps
             entries.append({"file": name, "itr": itr, "cum_steps": cum_steps, "sha256": digest,
                             "written": writing.get("started", _now())}
-                           | {k: writing[k] for k in ("resume_state", "resume_state_bytes")
-                              if k in writing})
+                           | {k: writing[k] for k in ("resume_state", "resume_state_bytes",
+                                                      "holder") if k in writing})
         self.manifest["snapshots"] = entries
         if missed:
             kept = self.manifest.get("interrupted") or []
@@ -281,6 +283,8 @@ class RunDir:
         }
 
     def _write_manifest(self) -> None:
+        self._lock.check()
+        self.manifest["holder"] = self._lock.holder
         self.manifest["updated"] = _now()
         atomic.write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2) + "\n")
 
@@ -317,6 +321,7 @@ class RunDir:
         data = snap.to_bytes(itr=itr, cum_steps=cum_steps, model=parts["model"],
                              target=parts["target"], optimizer=parts["optimizer"])
         digest = hashlib.sha256(data).hexdigest()
+        self._lock.check()
         for name in files:
             self._check_own(name)
         # The resume state goes first and older ones go last (see resume_state's docstring):
@@ -331,17 +336,19 @@ class RunDir:
         # The manifest names the files and sha256 being written before they land, so a kill
         # between a file and the manifest's final entry leaves a file the run can vouch for.
         self.manifest["writing"] = {"files": files, "sha256": digest, "itr": itr,
-                                    "cum_steps": cum_steps, "started": _now()}
+                                    "cum_steps": cum_steps, "started": _now(),
+                                    "holder": self._lock.holder}
         if resume is not None:
             self.manifest["writing"] |= {"resume_state": resume.name,
                                          "resume_state_bytes": resume.stat().st_size}
         self._write_manifest()
         entries = [e for e in self.manifest["snapshots"] if e["file"] not in files]
         for name in files:
+            self._lock.check()
             atomic.write_bytes(self.path / name, data)
             self._written[name] = _identity(os.lstat(self.path / name))
             entries.append({"file": name, "itr": itr, "cum_steps": cum_steps,
-                            "sha256": digest, "written": _now()})
+                            "sha256": digest, "written": _now(), "holder": self._lock.holder})
             if resume is not None:
                 entries[-1] |= {"resume_state": resume.name,
                                 "resume_state_bytes": resume.stat().st_size}
@@ -439,6 +446,7 @@ class RunDir:
         writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self._rows)
+        self._lock.check()
         atomic.write_text(self.path / PROGRESS, out.getvalue())
 
     def record_start(self, info: dict[str, Any]) -> None:
@@ -491,6 +499,8 @@ class RunDir:
         user saw; a bug's exception type and message), so ``report`` does not show the run as
         running. Best effort: on a full disk even this small write may fail; that is returned
         as a line for the log, never raised over the error that ended the run."""
+        if self._lock.lost() is not None:  # the run may be another trainer's now
+            return None
         self.manifest["status"] = "failed"
         self.manifest["error"] = (f"exit {err.exit_code}: {err}" if isinstance(err, UserError)
                                   else f"exit 1 (a bug): {type(err).__name__}: {err}")
