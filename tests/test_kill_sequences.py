@@ -14,29 +14,21 @@ must continue the run from the newest intact snapshot, say which, and never be l
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import FILES_ONLY_RUN, REPO, clean_env
+from conftest import FILES_ONLY_RUN
+from fuse_volume import Volume, fuse_volume
 
 # A log point (a progress row, then a snapshot) every 10 iterations; no updates.
 SETTINGS = FILES_ONLY_RUN | {"STEPS": "100000", "RUN_NAME": "job", "LOG_EVERY": "40"}
 SLOW_RENAME_S = 1.5
 """About s3fs's: its rename of a 58 MB snapshot is a server-side copy of about 1.4 s."""
-WAIT_S = 600
-"""Only against a hang: how long a trainer may take to reach a step before the test fails."""
 
 
 def _write(name: str, k: int) -> list[tuple[str, str, int]]:
@@ -78,105 +70,6 @@ def every_pair(n: int) -> list[int]:
     return cycle + cycle[:1]
 
 
-@dataclass
-class Volume:
-    """A mounted tests/fusefs.py volume and the channel to its control."""
-
-    backing: Path
-    mountpoint: Path
-    daemon: subprocess.Popen
-    lines: queue.Queue
-
-    def command(self, line: str) -> None:
-        assert self.daemon.stdin is not None
-        self.daemon.stdin.write(line + "\n")
-        self.daemon.stdin.flush()
-
-    def next_line(self, trainer: subprocess.Popen | None = None) -> str | None:
-        """The volume's next line; None when ``trainer`` ended first."""
-        for _ in range(WAIT_S * 10):
-            try:
-                return self.lines.get(timeout=0.1)
-            except queue.Empty:
-                if trainer is not None and trainer.poll() is not None:
-                    return None
-        raise AssertionError(f"the test volume said nothing for {WAIT_S}s")
-
-    def start(self, log: Path, **extra: str) -> subprocess.Popen:
-        """`warmstart train` on this volume, in a process group of its own."""
-        with log.open("w") as out:
-            return subprocess.Popen(
-                [sys.executable, "-m", "warmstart", "train"], stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-                env=clean_env(CKPT_DIR=str(self.mountpoint), **(SETTINGS | extra)))
-
-    def kill_at(self, step: tuple[str, str, int], *, write: int, log: Path) -> str:
-        """Start a trainer, SIGKILL it right after ``step`` of its ``write``-th snapshot write;
-        returns its output."""
-        op, name, k = step
-        self.command(f"pause {ANCHOR} {write} {op} {name} {k}")
-        trainer = self.start(log)
-        said = self.next_line(trainer)
-        if said is None:
-            trainer.wait()
-            raise AssertionError(f"the trainer ended (exit {trainer.returncode}) before "
-                                 f"{op} {name}:\n{log.read_text()}")
-        assert said == f"paused {op} {name}", said
-        os.killpg(trainer.pid, signal.SIGKILL)
-        self.command("go")
-        trainer.wait()
-        return log.read_text()
-
-
-def _fuse_problem() -> str | None:
-    try:
-        import fuse  # noqa: F401  (fusepy: tests/requirements.txt)
-    except (ImportError, OSError) as err:  # OSError: no libfuse.so.2 (apt: libfuse2)
-        return f"fusepy cannot load libfuse 2 ({err})"
-    if not os.path.exists("/dev/fuse"):
-        return "no /dev/fuse"
-    if os.geteuid() != 0:
-        return "mounting a FUSE volume here needs root"
-    return None
-
-
-@contextlib.contextmanager
-def fuse_volume(tmp_path: Path, *, slow_rename: float = 0.0,
-                name: str = "volume") -> Iterator[Volume]:
-    """Mount tests/fusefs.py over ``tmp_path/<name>-backing``; skips where FUSE cannot mount."""
-    problem = _fuse_problem()
-    if problem is not None:
-        pytest.skip(f"needs a FUSE mount: {problem}")
-    backing, mountpoint = tmp_path / f"{name}-backing", tmp_path / name
-    backing.mkdir()
-    mountpoint.mkdir()
-    daemon = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "fusefs.py"), str(backing), str(mountpoint),
-         "--slow-rename", str(slow_rename)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue = queue.Queue()
-
-    def pump() -> None:
-        assert daemon.stdout is not None
-        for line in daemon.stdout:
-            lines.put(line.rstrip("\n"))
-
-    threading.Thread(target=pump, daemon=True).start()
-    volume = Volume(backing, mountpoint, daemon, lines)
-    try:
-        ready = volume.next_line(daemon)
-        if ready != "ready":
-            daemon.wait()
-            assert daemon.stderr is not None
-            pytest.skip(f"cannot mount a FUSE volume here: {daemon.stderr.read().strip()}")
-        yield volume
-    finally:
-        if daemon.poll() is None:
-            volume.command("go")
-            subprocess.run(["umount", str(mountpoint)], capture_output=True, check=False)
-        daemon.wait(timeout=60)
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -209,7 +102,7 @@ def _end_cleanly(volume: Volume, log: Path) -> None:
     """One more start: its first snapshot write completes, then SIGTERM ends it with a final
     snapshot (exit 143); the manifest lists params.pkl as it is on disk."""
     volume.command(f"pause {ANCHOR} 1 {' '.join(map(str, SNAPSHOT_WRITE[-1]))}")
-    trainer = volume.start(log)
+    trainer = volume.start(log, SETTINGS)
     assert volume.next_line(trainer) is not None, log.read_text()
     os.killpg(trainer.pid, signal.SIGTERM)
     volume.command("go")
@@ -227,7 +120,8 @@ def _kill_sequence(tmp_path: Path, order: list[int], slow_rename: float) -> None
         expected: tuple[int, str | None] | None = None
         for i, index in enumerate(order):
             # the first kill in the first process's second write: it replaces a snapshot
-            output = volume.kill_at(SNAPSHOT_WRITE[index], write=2 if i == 0 else 1,
+            output = volume.kill_at(SNAPSHOT_WRITE[index], anchor=ANCHOR,
+                                    occurrence=2 if i == 0 else 1, settings=SETTINGS,
                                     log=tmp_path / f"trainer-{i}.log")
             if expected is not None:
                 _check_continued(output, seen, *expected)
