@@ -43,6 +43,9 @@ def test_a_trainer_on_another_node_waits_then_exits_5_naming_the_holder(tmp_path
         assert f"is held by holder 1 (host {os.uname().nodename}, pid {first.pid}," in error
         assert "waiting up to 1s" in second.stdout
         # the readers show the holder and never take or renew the lease
+        while not (a.backing / "job" / "params.pkl").exists():  # a snapshot to inspect
+            assert first.poll() is None, (tmp_path / "first.log").read_text()
+            time.sleep(0.1)
         shown = warmstart("inspect", str(b.mountpoint / "job"))
         assert shown.returncode == 0, shown.stderr
         assert f"holder 1 (host {os.uname().nodename}, pid {first.pid}," in shown.stdout
