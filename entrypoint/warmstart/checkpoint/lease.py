@@ -175,12 +175,15 @@ class Lease:
         if problem is not None:  # damaged meanwhile: not ours to rewrite
             self._lost = problem
             return
+        # counted from before the write: a write that stalls must not lengthen the lease
+        # this process believes it has beyond the expiry the others read
+        began = _uptime()
         renewed = replace(self.holder, expires=time.time() + self.holder.lease_s)
         try:
             _write(self.folder, renewed)
         except Exception:  # noqa: BLE001  (a volume error: retried; a stall shows in check)
             return
-        self.holder, self._renewed = renewed, _uptime()
+        self.holder, self._renewed = renewed, began
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.holder.lease_s / RENEWALS_PER_LEASE):
