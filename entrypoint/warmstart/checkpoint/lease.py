@@ -147,10 +147,10 @@ def _write(folder: Path, holder: Holder) -> None:
 class Lease:
     """A held lease, renewed from a thread until ``release``; ``check`` before every write."""
 
-    def __init__(self, folder: Path, holder: Holder) -> None:
+    def __init__(self, folder: Path, holder: Holder, taken: float) -> None:
         self.folder = folder
         self.holder = holder
-        self._renewed = _uptime()
+        self._renewed = taken  # _uptime() before the lease was written
         self._lost: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew_loop, daemon=True,
@@ -233,6 +233,7 @@ def acquire(folder: Path, *, wait_s: float, lease_s: float,
     while True:
         current = read(folder)
         if current is None or not current.live():
+            began = _uptime()
             mine = Holder(number=(current.number if current else 0) + 1,
                           host=socket.gethostname(), boot=boot_id(), pid=os.getpid(),
                           since=_iso(time.time()), expires=time.time() + lease_s,
@@ -240,7 +241,7 @@ def acquire(folder: Path, *, wait_s: float, lease_s: float,
             _write(folder, mine)
             now = read(folder)
             if now is not None and now.same(mine):
-                return Lease(folder, mine)
+                return Lease(folder, mine, began)
             continue  # another trainer took it in between: it is live now
         if time.monotonic() >= deadline:
             raise RunLockedError(
