@@ -91,3 +91,20 @@ def test_a_holder_that_stalled_past_half_its_lease_stops_itself(tmp_path: Path) 
         output = log.read_text()
         assert "stopped writing the run: its lease was not renewed for" in output
         assert "Traceback" not in output and "could not record" not in output
+
+
+def test_a_damaged_lease_file_stops_a_trainer_with_7_and_says_how_to_break_it(
+        tmp_path: Path) -> None:
+    settings = SHORT_RUN | {"RUN_NAME": "job", "STEPS": "200", "MIN_STEPS_LEARN": "100000"}
+    assert warmstart(CKPT_DIR=str(tmp_path), **settings).returncode == 0
+    lease_file = tmp_path / "job" / lease.FILE
+    lease_file.write_bytes(b'{"number": "three"}')
+    before = {p.name: p.read_bytes() for p in (tmp_path / "job").iterdir()}
+    again = warmstart(CKPT_DIR=str(tmp_path), **(settings | {"STEPS": "400"}))
+    assert again.returncode == 7, again.stdout + again.stderr
+    error = again.stderr.strip()
+    assert len(error.splitlines()) == 1 and "Traceback" not in again.stdout + again.stderr
+    assert f"{lease_file}: not a lease file" in error and "delete it" in error
+    shown = warmstart("inspect", str(tmp_path / "job"))
+    assert shown.returncode == 0 and "not a lease file" in shown.stdout
+    assert {p.name: p.read_bytes() for p in (tmp_path / "job").iterdir()} == before
