@@ -196,7 +196,8 @@ def test_evaluation_does_not_change_what_training_computes(lineage_ckpt: Path,
     assert "tensorboard is not installed" in plain.stdout
     assert "matplotlib is not installed" in plain.stdout
     assert sorted(p.name for p in (tmp_path / "run_0").iterdir()) == [
-        ".warmstart.lock", "manifest.json", "params.json", "params.pkl", "progress.csv"]
+        ".warmstart.lease", ".warmstart.lock", "manifest.json", "params.json", "params.pkl",
+        "progress.csv"]
     ours = torch.load(tmp_path / "run_0" / "params.pkl", weights_only=True)
     evaluated = torch.load(lineage_ckpt / "run_0" / "params.pkl", weights_only=True)
     for part in ("model", "target"):

@@ -250,7 +250,7 @@ def _async_lines(found: Any) -> dict[str, Any]:
 
 def _inspect(path: Path) -> int:
     from . import games
-    from .checkpoint import discovery
+    from .checkpoint import discovery, lease
     from .checkpoint.counters import steps_done
 
     found = discovery.snapshot_at(path, strict=True, log=print)
@@ -272,6 +272,8 @@ def _inspect(path: Path) -> int:
         "optimizer updates": ", ".join(map(str, sorted(steps))) or "none saved",
         "sha256": found.sha256,
     }
+    if (found.path.parent / lease.FILE).exists():  # a run's writer, read, never taken or renewed
+        lines["writer"] = lease.shown(found.path.parent)
     width = max(map(len, lines))
     for key, value in lines.items():
         print(f"{key:<{width}}  {value}")

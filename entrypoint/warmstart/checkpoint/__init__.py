@@ -6,7 +6,8 @@ pickled code; ``manifest``, ``rows`` and ``records`` read a run's records; ``dis
 the newest usable snapshot. Deciding: ``counters`` (steps done, a job's span), ``progress``
 (a reset lineage's real progress, AsyncRl's counters), ``chain`` (an rlpyt-recipe chain summed
 exactly from its parents on the volume) and ``start`` (which run, snapshot, settings and span).
-Writing: ``atomic`` (temp file and rename), ``lock`` (one writer per run), ``run`` (the run
-folder's snapshots, rows and manifest), ``resume_state`` (what an exact resume needs) and
-``volume`` (checks before training). Imports config and errors only; never the engine.
+Writing: ``atomic`` (temp file and rename), ``lock`` and ``lease`` (one writer per run, within
+a mount and across nodes), ``run`` (the run folder's snapshots, rows and manifest),
+``resume_state`` (what an exact resume needs) and ``volume`` (checks before training). Imports
+config and errors only; never the engine.
 """

@@ -11,6 +11,10 @@ was. The lock file is opened as any file on the volume is (``safe_read``): a lin
 device under its name is a damaged run record, never written through. Its name starts with a
 dot and matches neither a snapshot nor a temp file, so discovery never reads it and a sweep
 never removes it.
+
+``flock`` holds only within one mount; across nodes the run's lease (``lease``) says who writes.
+``acquire`` takes the flock; the lease follows at the claim or the first write, within the same
+LOCK_WAIT, and ``RunLock.check`` says before each write whether this process still holds it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import RunLockedError, RunRecordError
-from . import safe_read
+from . import lease, safe_read
 from .atomic import volume_error
 
 FILE = ".warmstart.lock"
@@ -35,15 +39,46 @@ LIMIT = 64 * safe_read.KB
 class RunLock:
     """A held lock on one run folder; ``release`` gives it up before the process ends."""
 
-    def __init__(self, folder: Path, fd: int) -> None:
+    def __init__(self, folder: Path, fd: int, *, wait_s: float, deadline: float,
+                 log: Callable[[str], None]) -> None:
         self.folder = folder
         self._fd: int | None = fd
+        self._lease: lease.Lease | None = None
+        self._lease_s = lease.lease_seconds(wait_s)
+        self._deadline = deadline
+        self._log = log
+
+    def _leased(self) -> lease.Lease:
+        """The run's lease, taken at the first write or claim (what is left of LOCK_WAIT to
+        wait for a holder on another mount): a trainer that only looks at a run, or finds it is
+        not its own, leaves no lease behind."""
+        if self._lease is None:
+            self._lease = lease.acquire(
+                self.folder, wait_s=max(0.0, self._deadline - time.monotonic()),
+                lease_s=self._lease_s, log=self._log)
+        return self._lease
+
+    @property
+    def holder(self) -> int:
+        """This process's holder number: higher than every earlier writer's of the run."""
+        return self._leased().number
+
+    def lost(self) -> str | None:
+        """Why this process may no longer write the run (its lease), or None."""
+        return None if self._lease is None else self._lease.lost()
+
+    def check(self) -> None:
+        """Raise RunLockedError (exit 5) unless this process holds the run's lease (taking it
+        if it has not yet) and has kept it."""
+        self._leased().check()
 
     def claim(self) -> None:
         """Write this process's host, pid and start time into the lock file, for the message
-        a trainer waiting for this one gives: only a trainer that writes the run claims it."""
+        a trainer waiting for this one gives: only a trainer that writes the run claims it.
+        The run's lease is taken first (``lease``): other mounts do not see the flock."""
         if self._fd is None:
             return
+        self._leased()
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         try:
             os.ftruncate(self._fd, 0)
@@ -53,6 +88,8 @@ class RunLock:
             raise volume_error(self.folder / FILE, err) from None
 
     def release(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -97,12 +134,12 @@ def acquire(folder: Path, *, wait_s: float, log: Callable[[str], None]) -> RunLo
         raise
     except OSError as err:
         raise volume_error(path, err) from None
+    deadline = time.monotonic() + wait_s
     try:
         if not _take(fd):
             holder = _holder(fd)
             log(f"run folder {folder} is held by {holder}; waiting up to {wait_s:g}s for it "
                 "to end (LOCK_WAIT)")
-            deadline = time.monotonic() + wait_s
             while not _take(fd):
                 if time.monotonic() >= deadline:
                     raise RunLockedError(
@@ -113,12 +150,14 @@ def acquire(folder: Path, *, wait_s: float, log: Callable[[str], None]) -> RunLo
     except BaseException:
         os.close(fd)
         raise
-    return RunLock(folder, fd)
+    return RunLock(folder, fd, wait_s=wait_s, deadline=deadline, log=log)
 
 
 def held(folder: Path) -> bool:
-    """Whether a live process holds ``folder``'s lock (an unlocked, missing or damaged file:
-    no; taking the lock then says what is wrong with it)."""
+    """Whether a live process holds ``folder``'s lock or lease (an unlocked, missing or damaged
+    file: no; taking the lock then says what is wrong with it)."""
+    if lease.live(folder):
+        return True
     try:
         fd = _open(folder / FILE, os.O_RDONLY)
     except (OSError, RunRecordError):

@@ -1,7 +1,7 @@
 """A run's manifest (``manifest.json``): read, and checked field by field before anyone uses it.
 
-The manifest names the run's parent snapshot, config, budget, every snapshot written and the
-write in progress. A manifest that does not hold what this trainer writes is a damaged record:
+The manifest names the run's parent snapshot, config, budget, every snapshot written, the
+write in progress and the interrupted writes whose files did not land. A manifest that does not hold what this trainer writes is a damaged record:
 readers that only look treat it as absent, a trainer refuses to write into the run.
 """
 
@@ -40,6 +40,8 @@ _PARENT = {"path": lambda value: isinstance(value, str) and "\x00" not in value,
 _BUDGET = {k: _int for k in ("start_itr", "target_itr", "target_cum_steps",
                              "eps_decay_start_itr")} | {
     k: _optional(lambda value: _int(value) and value >= 1) for k in ("batch_T", "batch_B")}
+_WRITE = {"sha256": _kind(str), "files": lambda files: isinstance(files, list) and all(
+    isinstance(f, str) for f in files), "itr": _optional(_int), "cum_steps": _optional(_int)}
 _ENTRY = {"file": _kind(str), "itr": _int, "cum_steps": _int, "sha256": _kind(str)}
 MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
     "format": lambda value: value == MANIFEST_FORMAT,
@@ -54,9 +56,10 @@ MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
     "starts": _optional(_kind(list)),
     "start_progress": _optional(lambda value: _record(value, {"itr": _int, "cum_steps": _int})),
     "recorded_settings": _optional(_kind(dict)),
-    "writing": _optional(lambda value: _record(value, {
-        "sha256": _kind(str), "files": lambda files: isinstance(files, list) and all(
-            isinstance(f, str) for f in files)})),
+    "writing": _optional(lambda value: _record(value, _WRITE)),
+    "holder": _optional(_int),
+    "interrupted": _optional(lambda value: isinstance(value, list) and all(
+        _record(w, _WRITE) for w in value)),
 }
 """What every reader of a manifest relies on, checked once when it is read: a field a
 hand edit or a bad disk changed is a damaged record, never a KeyError or TypeError later."""

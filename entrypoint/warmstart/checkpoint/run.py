@@ -7,6 +7,13 @@ Every file is replaced atomically, so a job killed at any instant leaves a loada
 A trainer writes only into a run whose manifest it can read, and replaces a snapshot file only
 when the manifest vouches for the bytes on disk (an entry's sha256, or the write in progress
 when a kill came), so a file of another lineage is never overwritten.
+
+A kill can land at any step of a snapshot write, and again at any step of the next process's
+first write. So the ``writing`` entry (the files, sha256, itr and cum_steps of the write in
+progress) is settled before anything else is written (``RunDir.claim``): each of its files
+that landed with that sha256 gets its snapshot entry, and the hash of one that did not land
+stays vouched for under ``interrupted`` (a rename a network volume completes after its caller
+is gone lands late). A run's own interrupted writes never lock it out.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ _RUN_FILE = re.compile(r"^(params\.pkl|itr_\d+\.pkl|progress\.csv|params\.json|"
                        r"resume-itr_\d+\.npz)$")
 """What a run folder holds besides its manifest: files a trainer must not write over unless
 the folder's manifest says the run is its own."""
+
+INTERRUPTED_KEPT = 4
+"""Interrupted writes whose files did not land, still vouched for (the newest few)."""
 
 StateFn = Callable[[], dict[str, Any]]
 """Returns ``model``, ``target`` and ``optimizer`` state dicts on the CPU, when a snapshot is due,
@@ -81,11 +91,14 @@ def _parent_record(parent: snap.Snapshot) -> dict[str, Any]:
 class RunDir:
     """Writes one run's snapshots, progress rows and manifest; nothing else touches the folder.
 
-    A RunDir holds the run's lock (``lock``): no other trainer writes the folder meanwhile."""
+    A RunDir holds the run's lock and lease (``lock``): no other trainer writes the folder
+    meanwhile, and before each write it checks that it still does (a holder whose lease lapsed
+    stops, exit 5). The manifest and each snapshot entry carry the writer's holder number."""
 
     def __init__(self, path: Path, config: Config, manifest: dict[str, Any],
-                 held: lock.RunLock) -> None:
+                 held: lock.RunLock, *, log: Callable[[str], None] = print) -> None:
         self._lock = held  # held for the life of the process (the kernel drops it on exit)
+        self._log = log
         self.path = path
         self.config = config
         self.manifest = manifest
@@ -176,7 +189,7 @@ class RunDir:
             "versions": provenance.versions(),
             "snapshots": [],
         }
-        run = cls(path, config, manifest, held)
+        run = cls(path, config, manifest, held, log=log)
         run._write_manifest()
         atomic.write_text(path / PARAMS_JSON, json.dumps(run._rlpyt_params(), indent=2) + "\n")
         return run
@@ -200,11 +213,60 @@ class RunDir:
         if manifest is None:
             held.release()
             return None
-        return cls(path, config, manifest, held)
+        return cls(path, config, manifest, held, log=log)
 
     def claim(self) -> None:
-        """Commit to writing this run: its lock file names this process from now on."""
+        """Commit to writing this run: its lock file names this process from now on, and a
+        snapshot write an earlier process left unfinished is settled (``_settle_writing``)."""
         self._lock.claim()
+        self._settle_writing()
+
+    def _holds(self, name: str, sha256: str) -> bool:
+        """Whether the run folder's ``name`` is a regular file with exactly these bytes."""
+        try:
+            data = safe_read.read_bytes(self.path / name, limit=safe_read.SNAPSHOT_LIMIT,
+                                        flags=os.O_NOFOLLOW)
+        except OSError:
+            return False
+        return hashlib.sha256(data).hexdigest() == sha256
+
+    def _settle_writing(self) -> None:
+        """Record how the snapshot write an earlier process was killed in ended, before this
+        process writes anything: a file that landed with the sha256 being written gets its
+        snapshot entry (what the final manifest write would have said); a write that did not
+        land leaves the previous snapshot as the run's newest and its hash vouched for under
+        ``interrupted``. One log line says which."""
+        writing = self.manifest.get("writing")
+        if writing is None:
+            return
+        digest = writing["sha256"]
+        landed = [name for name in writing["files"] if self._holds(name, digest)]
+        missed = [name for name in writing["files"] if name not in landed]
+        entries = [e for e in self.manifest["snapshots"] if e["file"] not in landed]
+        itr, cum_steps = writing.get("itr"), writing.get("cum_steps")
+        for name in landed:
+            if itr is None or cum_steps is None:  # a manifest from before they were recorded
+                counters = snap.read_training(self.path / name)
+                itr, cum_steps = counters.itr, counters.cum_steps
+            entries.append({"file": name, "itr": itr, "cum_steps": cum_steps, "sha256": digest,
+                            "written": writing.get("started", _now())}
+                           | {k: writing[k] for k in ("resume_state", "resume_state_bytes",
+                                                      "holder") if k in writing})
+        self.manifest["snapshots"] = entries
+        if missed:
+            kept = self.manifest.get("interrupted") or []
+            self.manifest["interrupted"] = (kept + [{"files": missed, "sha256": digest}])[
+                -INTERRUPTED_KEPT:]
+        del self.manifest["writing"]
+        self._write_manifest()
+        what = f"the snapshot of itr {itr}" if itr is not None else "a snapshot"
+        if landed:
+            self._log(f"run {self.name}: the previous process was stopped while writing {what}"
+                      f" after {', '.join(landed)} landed; recorded in {MANIFEST}"
+                      + (f" ({', '.join(missed)} had not landed)" if missed else ""))
+        else:
+            self._log(f"run {self.name}: the previous process was stopped while writing {what}"
+                      f" before {', '.join(missed)} landed; the run's previous snapshot stands")
 
     def release(self) -> None:
         """Give up the run's lock: this process will not write the run after all."""
@@ -233,6 +295,8 @@ class RunDir:
         }
 
     def _write_manifest(self) -> None:
+        self._lock.check()
+        self.manifest["holder"] = self._lock.holder
         self.manifest["updated"] = _now()
         atomic.write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2) + "\n")
 
@@ -270,6 +334,7 @@ class RunDir:
                              target=parts["target"], optimizer=parts["optimizer"],
                              asynchronous=self._asynchronous(itr, parts["optimizer"]))
         digest = hashlib.sha256(data).hexdigest()
+        self._lock.check()
         for name in files:
             self._check_own(name)
         # The resume state goes first and older ones go last (see resume_state's docstring):
@@ -283,14 +348,20 @@ class RunDir:
             resume_state.prune(self.path, keep=None)
         # The manifest names the files and sha256 being written before they land, so a kill
         # between a file and the manifest's final entry leaves a file the run can vouch for.
-        self.manifest["writing"] = {"files": files, "sha256": digest}
+        self.manifest["writing"] = {"files": files, "sha256": digest, "itr": itr,
+                                    "cum_steps": cum_steps, "started": _now(),
+                                    "holder": self._lock.holder}
+        if resume is not None:
+            self.manifest["writing"] |= {"resume_state": resume.name,
+                                         "resume_state_bytes": resume.stat().st_size}
         self._write_manifest()
         entries = [e for e in self.manifest["snapshots"] if e["file"] not in files]
         for name in files:
+            self._lock.check()
             atomic.write_bytes(self.path / name, data)
             self._written[name] = _identity(os.lstat(self.path / name))
             entries.append({"file": name, "itr": itr, "cum_steps": cum_steps,
-                            "sha256": digest, "written": _now()})
+                            "sha256": digest, "written": _now(), "holder": self._lock.holder})
             if resume is not None:
                 entries[-1] |= {"resume_state": resume.name,
                                 "resume_state_bytes": resume.stat().st_size}
@@ -331,9 +402,9 @@ class RunDir:
         if self._written.get(name) == _identity(info):
             return
         vouched = {e["sha256"] for e in self.manifest["snapshots"] if e["file"] == name}
-        writing = self.manifest.get("writing")
-        if writing is not None and name in writing["files"]:  # a kill came before the entry
-            vouched.add(writing["sha256"])
+        for write in [self.manifest.get("writing"), *(self.manifest.get("interrupted") or [])]:
+            if write is not None and name in write["files"]:  # a kill came before the entry
+                vouched.add(write["sha256"])
         if not vouched:
             why = "the run's manifest does not list it"
         else:
@@ -404,6 +475,7 @@ class RunDir:
         writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self._rows)
+        self._lock.check()
         atomic.write_text(self.path / PROGRESS, out.getvalue())
 
     def record_start(self, info: dict[str, Any]) -> None:
@@ -456,6 +528,8 @@ class RunDir:
         user saw; a bug's exception type and message), so ``report`` does not show the run as
         running. Best effort: on a full disk even this small write may fail; that is returned
         as a line for the log, never raised over the error that ended the run."""
+        if self._lock.lost() is not None:  # the run may be another trainer's now
+            return None
         self.manifest["status"] = "failed"
         self.manifest["error"] = (f"exit {err.exit_code}: {err}" if isinstance(err, UserError)
                                   else f"exit 1 (a bug): {type(err).__name__}: {err}")

@@ -1,0 +1,264 @@
+"""One writer per run across nodes: a lease file in the run folder that every mount sees.
+
+``flock`` (``lock``) is enforced only within one mount: two nodes mounting one network volume
+(NFS, gcsfuse, s3fs) each get it. So a trainer also takes the run's lease, ``.warmstart.lease``:
+its holder number, host, boot id, pid, since when, and until when (wall clock) it holds the run.
+A holder renews it every ``lease_s / 6`` seconds from a thread. Another trainer that finds it
+live waits up to LOCK_WAIT and then exits 5 naming the holder; one that finds it released,
+expired, or left by a dead process on its own host and boot (a restarted container: the pid is
+gone, or is its own) takes it at once, with the next holder number.
+
+Through FUSE there is no compare-and-swap, so a lease alone cannot stop a late write from an
+old holder. A holder therefore stops itself (exit 5, one line) before any write once it has not
+renewed for half the lease (a stall, a volume that does not answer, a paused VM) or finds a
+higher holder number in the file; and it puts its number into what it writes (the manifest and
+each snapshot entry). Readers never take or touch the lease (``inspect`` shows it).
+
+The lease time is half of LOCK_WAIT and at least ``MIN_LEASE_S``: 90 s by default, above
+gcsfuse's 60 s attribute cache, and well under the 180 s a second trainer waits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from ..errors import RunLockedError, RunRecordError
+from . import atomic, safe_read
+
+FILE = ".warmstart.lease"
+MIN_LEASE_S = 30.0
+POLL_S = 0.5
+RENEWALS_PER_LEASE = 6
+
+
+def lease_seconds(lock_wait: float) -> float:
+    """How long a holder's lease lasts without renewal: half of LOCK_WAIT, at least 30 s."""
+    return max(MIN_LEASE_S, lock_wait / 2)
+
+
+def boot_id() -> str:
+    """This machine's boot: a pid means the same process only within one boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _uptime() -> float:
+    """Seconds on a clock that counts a stall, a stopped process and a suspended machine."""
+    return time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+@dataclass(frozen=True)
+class Holder:
+    """What the lease file says: who holds the run, and until when."""
+
+    number: int
+    host: str
+    boot: str
+    pid: int
+    since: str
+    expires: float  # seconds since the epoch
+    lease_s: float
+    released: bool = False
+
+    def describe(self) -> str:
+        return (f"holder {self.number} (host {self.host}, pid {self.pid}, since {self.since}, "
+                f"lease until {_iso(self.expires)})")
+
+    def same(self, other: Holder) -> bool:
+        return (self.number, self.host, self.boot, self.pid) == (
+            other.number, other.host, other.boot, other.pid)
+
+    def dead_here(self) -> bool:
+        """Left by a process of this host and boot that is gone (or whose pid is ours: a
+        restarted container numbers its processes from 1 again)."""
+        if self.host != socket.gethostname() or self.boot != boot_id():
+            return False
+        if self.pid == os.getpid():
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+
+    def live(self) -> bool:
+        return not self.released and time.time() < self.expires and not self.dead_here()
+
+
+_FIELDS = {"number": int, "host": str, "boot": str, "pid": int, "since": str,
+           "expires": (int, float), "lease_s": (int, float), "released": bool}
+
+
+def read(folder: Path) -> Holder | None:
+    """The run's lease as its file says, None without one; RunRecordError when the file is not
+    a lease this trainer wrote (the message says how to break it)."""
+    path = folder / FILE
+    try:
+        data = safe_read.read_json(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+    else:
+        if isinstance(data, dict) and all(
+                isinstance(data.get(k), kind) and not (isinstance(data.get(k), bool)
+                                                       and kind is not bool)
+                for k, kind in _FIELDS.items()):
+            return Holder(**{k: data[k] for k in _FIELDS})
+        problem = "not the fields a lease holds"
+    raise RunRecordError(
+        f"{path}: not a lease file ({problem:.80}); delete it once no trainer writes "
+        f"{folder} (docs/volumes.md, breaking a stuck lease), or use another RUN_NAME.")
+
+
+def shown(folder: Path) -> str:
+    """The lease for a reader (``inspect``): who holds the run and until when; never raises."""
+    try:
+        holder = read(folder)
+    except RunRecordError as err:
+        return str(err)
+    if holder is None:
+        return "none (no trainer has written this folder since leases were kept)"
+    state = ("released" if holder.released else "live" if holder.live() else
+             "expired, or its process is gone")
+    return f"{holder.describe()}: {state}"
+
+
+def _write(folder: Path, holder: Holder) -> None:
+    atomic.write_text(folder / FILE, json.dumps(asdict(holder), indent=1) + "\n")
+
+
+class Lease:
+    """A held lease, renewed from a thread until ``release``; ``check`` before every write."""
+
+    def __init__(self, folder: Path, holder: Holder, taken: float) -> None:
+        self.folder = folder
+        self.holder = holder
+        self._renewed = taken  # _uptime() before the lease was written
+        self._lost: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew_loop, daemon=True,
+                                         name="warmstart-lease")
+        self._thread.start()
+        atexit.register(self.release)  # an exit after a final snapshot (143, 130, 0) hands on
+
+    @property
+    def number(self) -> int:
+        return self.holder.number
+
+    def _renew_once(self) -> None:
+        try:
+            now = read(self.folder)
+        except RunRecordError as err:
+            now, problem = None, str(err)
+        else:
+            problem = None
+        if now is not None and not now.same(self.holder):
+            self._lost = f"{now.describe()} took the run over"
+            return
+        if problem is not None:  # damaged meanwhile: not ours to rewrite
+            self._lost = problem
+            return
+        # counted from before the write: a write that stalls must not lengthen the lease
+        # this process believes it has beyond the expiry the others read
+        began = _uptime()
+        renewed = replace(self.holder, expires=time.time() + self.holder.lease_s)
+        try:
+            _write(self.folder, renewed)
+        except Exception:  # noqa: BLE001  (a volume error: retried; a stall shows in check)
+            return
+        self.holder, self._renewed = renewed, began
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.holder.lease_s / RENEWALS_PER_LEASE):
+            if self.lost() is None:  # a stall is found here too: never renewed over
+                self._renew_once()
+
+    def lost(self) -> str | None:
+        """Why this process may no longer write the run, or None while it may."""
+        if self._lost is None:
+            quiet = _uptime() - self._renewed
+            if quiet > self.holder.lease_s / 2:
+                self._lost = (f"its lease was not renewed for {quiet:.0f}s of its "
+                              f"{self.holder.lease_s:g}s (a stall, or a volume that does not "
+                              "answer)")
+        return self._lost
+
+    def check(self) -> None:
+        """Raise RunLockedError (exit 5) unless this process still holds the run."""
+        why = self.lost()
+        if why is not None:
+            raise RunLockedError(
+                f"{self.folder}: this trainer ({self.holder.describe()}) stopped writing the run: "
+                f"{why}; another trainer may hold it now. Retry once it is done (docs/volumes.md).")
+
+    def release(self) -> None:
+        """Stop renewing; mark the lease released (when it is still ours) so the next trainer
+        takes it at once, keeping its holder number for the next one to count on."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join()
+        if self.lost() is not None:
+            return
+        try:
+            if (now := read(self.folder)) is not None and now.same(self.holder):
+                _write(self.folder, replace(self.holder, released=True, expires=time.time()))
+        except Exception:  # noqa: BLE001  (best effort: it expires anyway)
+            pass
+
+
+def acquire(folder: Path, *, wait_s: float, lease_s: float,
+            log: Callable[[str], None]) -> Lease:
+    """Take ``folder``'s lease, waiting up to ``wait_s`` for a live holder; RunLockedError
+    (exit 5) naming the holder when it is still live then."""
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        current = read(folder)
+        if current is None or not current.live():
+            began = _uptime()
+            mine = Holder(number=(current.number if current else 0) + 1,
+                          host=socket.gethostname(), boot=boot_id(), pid=os.getpid(),
+                          since=_iso(time.time()), expires=time.time() + lease_s,
+                          lease_s=lease_s)
+            _write(folder, mine)
+            now = read(folder)
+            if now is not None and now.same(mine):
+                return Lease(folder, mine, began)
+            continue  # another trainer took it in between: it is live now
+        if time.monotonic() >= deadline:
+            raise RunLockedError(
+                f"{folder} is held by {current.describe()} on another mount, still live after "
+                f"{wait_s:.0f}s (LOCK_WAIT); two trainers must not write one run: stop the other "
+                "one, give this job another RUN_NAME, or retry later.")
+        if not said:
+            log(f"run folder {folder} is leased to {current.describe()}; waiting up to "
+                f"{wait_s:.0f}s for it to end (LOCK_WAIT)")
+            said = True
+        time.sleep(POLL_S)
+
+
+def live(folder: Path) -> bool:
+    """Whether another process holds ``folder``'s lease now (a damaged file: no)."""
+    try:
+        holder = read(folder)
+    except RunRecordError:
+        return False
+    return holder is not None and holder.live()

@@ -1,0 +1,255 @@
+"""A test volume: a FUSE passthrough over a backing folder that can pause one operation.
+
+    python tests/fusefs.py BACKING MOUNTPOINT [--slow-rename SECONDS]
+
+Every call is done on the backing folder, so the mount behaves as a local disk does, except:
+``--slow-rename`` makes the rename of a file over 1 MB return SECONDS after it completed (an
+object store's FUSE mount, s3fs say, renames by a server-side copy that takes time with the
+object's size: a caller killed meanwhile leaves the rename done), and a pause, armed from the
+test, holds one chosen step until the test says ``go``.
+
+A *step* is one call that changes the volume: create, mkdir, unlink, rmdir, rename, fsync,
+fsyncdir, truncate, link, symlink, chmod, and a file's first write after its creation (the
+rest of its writes belong to that step). A step is named ``OP NAME``: NAME is the file's own
+name (``OLD>NEW`` for a rename), a temp name (``.<name>.tmp-<pid>``) without its pid, so a
+step reads the same in every process.
+
+Control, one line each on stdin:
+    pause ANCHOR N OP NAME K   after the N-th rename whose source is named ANCHOR, hold the
+                               K-th step ``OP NAME`` that follows once it is done, and print
+                               ``paused OP NAME`` (other steps, a TensorBoard writer's
+                               say, do not count)
+    go                         let the held step return
+    trace on|off                   print every step as ``step OP NAME``
+On stdout: ``ready`` once mounted, then the lines above. A process that is sent SIGKILL while a
+step is held dies when it returns: the kill lands right after that step, and before the next.
+The two mounts of one backing folder share no locks (``flock`` is local to a mount), as two
+nodes' mounts of one network volume do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import re
+import sys
+import threading
+import time
+
+from fuse import FUSE, FuseOSError, Operations
+
+_TEMP = re.compile(r"(\.tmp-)\d+$")
+
+
+def _name(path: str) -> str:
+    return _TEMP.sub(r"\1", os.path.basename(path))
+
+
+class Volume(Operations):
+    def __init__(self, backing: str, slow_rename: float) -> None:
+        self.backing = os.path.realpath(backing)
+        self.slow_rename = slow_rename
+        self._mutex = threading.Lock()
+        self._out = threading.Lock()
+        self._trace = False
+        self._written: set[str] = set()  # files written since their creation
+        self._armed: tuple[str, int, str, int] | None = None
+        self._anchors = 0
+        self._seen = 0
+        self._go = threading.Event()
+
+    # --- control ---------------------------------------------------------------------------
+    def say(self, line: str) -> None:
+        with self._out:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    def command(self, line: str) -> None:
+        words = line.split()
+        if words[:1] == ["pause"]:
+            with self._mutex:
+                self._armed = (words[1], int(words[2]), f"{words[3]} {words[4]}", int(words[5]))
+                self._anchors, self._seen = 0, 0
+                self._go.clear()
+        elif words == ["go"]:
+            self._go.set()
+        elif words[:1] == ["trace"]:
+            self._trace = words[1:] == ["on"]
+
+    def _step(self, op: str, name: str) -> bool:
+        """Count one step; True when it is the one to hold."""
+        with self._mutex:
+            if op == "write":
+                if name in self._written:
+                    return False
+                self._written.add(name)
+            elif op == "create":
+                self._written.discard(name)
+            if self._trace:
+                self.say(f"step {op} {name}")
+            if self._armed is None:
+                return False
+            anchor, occurrence, step, k = self._armed
+            if self._anchors >= occurrence:
+                if f"{op} {name}" == step:
+                    self._seen += 1
+                    if self._seen == k:
+                        self._armed = None
+                        return True
+            elif op == "rename" and name.split(">")[0] == anchor:
+                self._anchors += 1
+            return False
+
+    def _done(self, op: str, name: str) -> None:
+        """After a step is done on the backing folder: hold it if it is the chosen one."""
+        if self._step(op, name):
+            self.say(f"paused {op} {name}")
+            self._go.wait()
+
+    # --- passthrough ------------------------------------------------------------------------
+    def _full(self, path: str) -> str:
+        return os.path.join(self.backing, path.lstrip("/"))
+
+    def __call__(self, op, path, *args):
+        try:
+            return super().__call__(op, path, *args)
+        except OSError as err:
+            if isinstance(err, FuseOSError):
+                raise
+            raise FuseOSError(err.errno or errno.EIO) from None
+
+    def access(self, path, amode):
+        if not os.access(self._full(path), amode):
+            raise FuseOSError(errno.EACCES)
+
+    def getattr(self, path, fh=None):
+        st = os.lstat(self._full(path))
+        return {key: getattr(st, key) for key in (
+            "st_atime", "st_ctime", "st_gid", "st_mode", "st_mtime", "st_nlink", "st_size",
+            "st_uid", "st_ino")}
+
+    def readdir(self, path, fh):
+        return [".", "..", *os.listdir(self._full(path))]
+
+    def readlink(self, path):
+        return os.readlink(self._full(path))
+
+    def statfs(self, path):
+        st = os.statvfs(self._full(path))
+        return {key: getattr(st, key) for key in (
+            "f_bavail", "f_bfree", "f_blocks", "f_bsize", "f_favail", "f_ffree", "f_files",
+            "f_flag", "f_frsize", "f_namemax")}
+
+    def chmod(self, path, mode):
+        os.chmod(self._full(path), mode)
+        self._done("chmod", _name(path))
+
+    def chown(self, path, uid, gid):
+        os.lchown(self._full(path), uid, gid)
+
+    def utimens(self, path, times=None):
+        os.utime(self._full(path), times, follow_symlinks=False)
+
+    def mknod(self, path, mode, dev):
+        os.mknod(self._full(path), mode, dev)
+
+    def mkdir(self, path, mode):
+        os.mkdir(self._full(path), mode)
+        self._done("mkdir", _name(path))
+
+    def rmdir(self, path):
+        os.rmdir(self._full(path))
+        self._done("rmdir", _name(path))
+
+    def unlink(self, path):
+        os.unlink(self._full(path))
+        self._done("unlink", _name(path))
+
+    def symlink(self, target, source):
+        os.symlink(source, self._full(target))
+        self._done("symlink", _name(target))
+
+    def link(self, target, source):
+        os.link(self._full(source), self._full(target))
+        self._done("link", _name(target))
+
+    def rename(self, old, new):
+        big = os.lstat(self._full(old)).st_size > 1 << 20
+        os.rename(self._full(old), self._full(new))
+        name = f"{_name(old)}>{_name(new)}"
+        if self._step("rename", name):
+            self.say(f"paused rename {name}")
+            self._go.wait()
+        elif self.slow_rename and big:
+            time.sleep(self.slow_rename)
+
+    def open(self, path, flags):
+        return os.open(self._full(path), flags & ~os.O_CREAT | os.O_NOFOLLOW)
+
+    def create(self, path, mode, fi=None):
+        fd = os.open(self._full(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                     mode)
+        self._done("create", _name(path))
+        return fd
+
+    def read(self, path, size, offset, fh):
+        return os.pread(fh, size, offset)
+
+    def write(self, path, data, offset, fh):
+        written = os.pwrite(fh, data, offset)
+        self._done("write", _name(path))
+        return written
+
+    def truncate(self, path, length, fh=None):
+        if fh is None:
+            os.truncate(self._full(path), length)
+        else:
+            os.ftruncate(fh, length)
+        self._done("truncate", _name(path))
+
+    def flush(self, path, fh):
+        return 0
+
+    def release(self, path, fh):
+        os.close(fh)
+        return 0
+
+    def fsync(self, path, datasync, fh):
+        (os.fdatasync if datasync else os.fsync)(fh)
+        self._done("fsync", _name(path))
+
+    def fsyncdir(self, path, datasync, fh):
+        fd = os.open(self._full(path), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._done("fsyncdir", _name(path) or "/")
+
+    def init(self, path):
+        self.say("ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("backing")
+    parser.add_argument("mountpoint")
+    parser.add_argument("--slow-rename", type=float, default=0.0)
+    args = parser.parse_args()
+    volume = Volume(args.backing, args.slow_rename)
+
+    def control() -> None:
+        for line in sys.stdin:
+            volume.command(line)
+        volume.command("go")  # the test is gone: hold nothing
+
+    threading.Thread(target=control, daemon=True).start()
+    # entry and attribute caches off: every process sees each change at once, as on one disk
+    # big_writes: libfuse 2 otherwise passes a 58 MB snapshot on in 14,000 calls of 4 KB
+    FUSE(volume, args.mountpoint, foreground=True, nothreads=False, entry_timeout=0,
+         attr_timeout=0, negative_timeout=0, big_writes=True)
+
+
+if __name__ == "__main__":
+    main()
