@@ -84,17 +84,32 @@ def test_snapshot_of_nan_weights_is_never_written(rlpyt_snapshot: Path, tmp_path
     assert not list((tmp_path / "run_0").glob(".*tmp*"))
 
 
-def test_diverging_run_exits_8_and_keeps_only_finite_snapshots(tmp_path: Path) -> None:
-    """LR=1e30 is finite (valid) but the second update's loss is NaN: the run stops there,
-    records why, and its one snapshot (before updates started) stays the finite start point."""
-    done = warmstart("train", CKPT_DIR=str(tmp_path), LR="1e30", **SHORT_RUN)
+def test_diverging_run_exits_8_and_keeps_only_finite_snapshots(rlpyt_snapshot: Path,
+                                                             tmp_path: Path) -> None:
+    """A start point whose first layer is finite but near float32's limit (1e37) overflows in
+    the forward pass once updates start, so the first loss is NaN: the run stops at the next
+    log point, records why, and its snapshots (written before updates started) stay finite."""
+    s = snap.read(rlpyt_snapshot)
+    parts = _poisoned(s)
+    for net in ("model", "target"):
+        parts[net]["head.model.2.bias"] = s.model["head.model.2.bias"].clone()
+        parts[net]["conv.conv.0.weight"] = torch.full_like(s.model["conv.conv.0.weight"], 1e37)
+    start = _write(tmp_path / "elsewhere" / "params.pkl", parts, 10)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    done = warmstart("train", CKPT_DIR=str(ckpt), INIT_SNAPSHOT=str(start), **SHORT_RUN)
     assert done.returncode == 8, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and "training diverged" in done.stderr
     assert "Traceback" not in done.stderr
-    manifest = json.loads((tmp_path / "run_0" / "manifest.json").read_text())
+    manifest = json.loads((ckpt / "run_0" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and manifest["error"].startswith("exit 8: training")
-    for path in discovery.candidates(tmp_path):
-        assert snap.read(path).itr < 75  # written before updates started; read checks finiteness
+    # 300 fresh steps (MIN_STEPS_LEARN) from the run's first iteration before updates start
+    first_update_itr = manifest["budget"]["start_itr"] + 300 // 4
+    written = list(discovery.candidates(ckpt))
+    assert written
+    for path in written:
+        assert snap.read(path).itr < first_update_itr  # read checks finiteness
+    tmp_path = ckpt
     report = warmstart("report", str(tmp_path))
     assert report.returncode == 0 and "failed" in report.stdout
     assert "run_0 failed: exit 8: training diverged" in report.stdout

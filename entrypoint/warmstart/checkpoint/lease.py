@@ -21,6 +21,7 @@ gcsfuse's 60 s attribute cache, and well under the 180 s a second trainer waits.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import socket
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..errors import RunLockedError, RunRecordError
+from ..errors import RunLockedError, RunRecordError, UserError
 from . import atomic, safe_read
 
 FILE = ".warmstart.lease"
@@ -217,11 +218,10 @@ class Lease:
         self._thread.join()
         if self.lost() is not None:
             return
-        try:
+        # best effort: a lease that cannot be marked released expires anyway
+        with contextlib.suppress(OSError, UserError):
             if (now := read(self.folder)) is not None and now.same(self.holder):
                 _write(self.folder, replace(self.holder, released=True, expires=time.time()))
-        except Exception:  # noqa: BLE001  (best effort: it expires anyway)
-            pass
 
 
 def acquire(folder: Path, *, wait_s: float, lease_s: float,

@@ -39,22 +39,22 @@ LIMIT = 64 * safe_read.KB
 class RunLock:
     """A held lock on one run folder; ``release`` gives it up before the process ends."""
 
-    def __init__(self, folder: Path, fd: int, *, wait_s: float, deadline: float,
+    def __init__(self, folder: Path, fd: int, *, wait_s: float,
                  log: Callable[[str], None]) -> None:
         self.folder = folder
         self._fd: int | None = fd
         self._lease: lease.Lease | None = None
         self._lease_s = lease.lease_seconds(wait_s)
-        self._deadline = deadline
+        self._wait_s = wait_s
         self._log = log
 
     def _leased(self) -> lease.Lease:
-        """The run's lease, taken at the first write or claim (what is left of LOCK_WAIT to
-        wait for a holder on another mount): a trainer that only looks at a run, or finds it is
-        not its own, leaves no lease behind."""
+        """The run's lease, taken at the first write or claim, waiting up to LOCK_WAIT for a
+        holder on another mount (the flock's wait was for one on this mount): a trainer that
+        only looks at a run, or finds it is not its own, leaves no lease behind."""
         if self._lease is None:
             self._lease = lease.acquire(
-                self.folder, wait_s=max(0.0, self._deadline - time.monotonic()),
+                self.folder, wait_s=self._wait_s,
                 lease_s=self._lease_s, log=self._log)
         return self._lease
 
@@ -150,7 +150,7 @@ def acquire(folder: Path, *, wait_s: float, log: Callable[[str], None]) -> RunLo
     except BaseException:
         os.close(fd)
         raise
-    return RunLock(folder, fd, wait_s=wait_s, deadline=deadline, log=log)
+    return RunLock(folder, fd, wait_s=wait_s, log=log)
 
 
 def held(folder: Path) -> bool:

@@ -551,10 +551,11 @@ class RunDir:
     @contextlib.contextmanager
     def failing_records(self, log: Callable[[str], None]) -> Iterator[None]:
         """An error inside the block is recorded (``fail``) before it ends the job; not a
-        RunRecordError: a run whose records are damaged or not its own is never written."""
+        RunRecordError (a run whose records are damaged or not its own is never written) nor a
+        RunLockedError (another trainer holds the run: it is that trainer's to write)."""
         try:
             yield
-        except RunRecordError:
+        except (RunRecordError, RunLockedError):
             raise
         except Exception as err:
             problem = self.fail(err)

@@ -199,8 +199,8 @@ def _run_shape(config: Config, lineage: progress.Progress | None,
 
 def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoint:
     """Continue the run from its newest snapshot, or from its parent if it never wrote one,
-    with the settings it recorded for those this job leaves unset. Reads and checks only, up
-    to ``check_own_files``: a run this process cannot continue is left as it was."""
+    with the settings it recorded for those this job leaves unset. Reads and checks only:
+    ``_take_over`` writes, once every check (the machine's too) has passed."""
     problem = records.manifest_problem(run.manifest)
     if problem is not None:
         raise RunRecordError(f"{run.path}: {problem}; restore the file, or move the folder "
@@ -216,11 +216,6 @@ def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoi
         start = snap.read(Path(run.manifest["parent"]["path"]))
     first_itr = run.budget.start_itr if own is None else own.itr + 1
     exact = None if own is None else find_resume_state(run.path, own, config, log)
-    run.check_own_files(first_itr)  # before anything is written: exit 7 leaves the run as it was
-    run.claim()
-    atomic.sweep_temp_files(run.path)  # the run is ours now: what a killed writer left is junk
-    run.protected = None if own is None else own.path
-    run.forget_rows_after(first_itr - 1)
     lr, source = _learning_rate(config, start)
     # an exact resume keeps the interrupted process's schedule: its replay is restored
     min_itr_learn = (exact.min_itr_learn if exact is not None
@@ -229,6 +224,23 @@ def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoi
     return StartPoint(config=config, run=run, snapshot=start, first_itr=first_itr,
                       min_itr_learn=min_itr_learn,
                       lr=lr, lr_source=source, resumed=True, resume_state=exact)
+
+
+def _plan_of(start: StartPoint, target_itr: int) -> Plan:
+    return Plan(start.config, dataclasses.replace(start.run.budget, target_itr=target_itr),
+                start.first_itr, start.resume_state is not None)
+
+
+def _take_over(run: RunDir, start: StartPoint) -> None:
+    """Make the resumed run this process's, once every check passed: its own files checked
+    (exit 7 leaves the run as it was), then the claim (lock, lease, an interrupted write
+    settled), what a killed writer left removed and the rows after its snapshot dropped."""
+    run.check_own_files(start.first_itr)
+    run.claim()
+    atomic.sweep_temp_files(run.path)  # the run is ours now: what a killed writer left is junk
+    own = start.snapshot is not None and start.snapshot.path.parent == run.path
+    run.protected = start.snapshot.path if own else None
+    run.forget_rows_after(start.first_itr - 1)
 
 
 def _run_target(run: RunDir, config: Config, log: Callable[[str], None]) -> int | None:
@@ -267,11 +279,6 @@ def _extend(run: RunDir, target_itr: int, config: Config, log: Callable[[str], N
         log(f"run {run.name}: STEPS={config.steps} (env steps from the run's start at cum_steps "
             f"{budget.cum_steps(budget.start_itr)}) extends its target from cum_steps "
             f"{budget.target_cum_steps} to {budget.cum_steps(target_itr)}")
-
-
-def _plan_of(start: StartPoint, target_itr: int) -> Plan:
-    return Plan(start.config, dataclasses.replace(start.run.budget, target_itr=target_itr),
-                start.first_itr, start.resume_state is not None)
 
 
 def _check_game(parent: snap.Snapshot, recorded: records.Records, config: Config,
@@ -398,6 +405,8 @@ def _restarted_job(config: Config, log: Callable[[str], None],
     with unfinished.failing_records(log):
         start = _resume(unfinished, config, log)
     check(_plan_of(start, unfinished.budget.target_itr))  # a refusal leaves the run as it was
+    with unfinished.failing_records(log):
+        _take_over(unfinished, start)
     return start
 
 
@@ -419,6 +428,7 @@ def prepare(config: Config, *, engine: str, n_actions: int, log: Callable[[str],
                 start = _resume(existing, config, log)
             check(_plan_of(start, target_itr))  # a refusal leaves even the status as it was
             with existing.failing_records(log):
+                _take_over(existing, start)
                 _extend(existing, target_itr, config, log)
             return start
     else:
