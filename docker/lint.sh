@@ -31,11 +31,11 @@ echo "== zizmor --offline"
 zizmor --offline --persona pedantic --min-severity low .github/workflows/
 echo "== kubernetes-validate --strict -k $K8S_VERSION"
 manifests=()  # kustomization.yaml is kustomize's, not a Kubernetes object
-for manifest in k8s/*.yaml; do
+for manifest in k8s/*.yaml k8s/volumes/*.yaml; do
   [ "${manifest##*/}" = kustomization.yaml ] || manifests+=("$manifest")
 done
 kubernetes-validate --strict -k "$K8S_VERSION" "${manifests[@]}"
-if grep -n "restartPolicy: *Always" k8s/*.yaml; then
+if grep -n "restartPolicy: *Always" k8s/*.yaml k8s/volumes/*.yaml; then
   echo "a Job must not use restartPolicy: Always" >&2
   exit 1
 fi

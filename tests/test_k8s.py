@@ -225,3 +225,47 @@ def test_memory_request_matches_the_jobs_settings(name: str) -> None:
     request = _gib(resources["requests"]["memory"])
     assert wanted <= request <= wanted + 2, (name, f"the plan needs {wanted:.1f} GiB")
     assert _gib(resources["limits"]["memory"]) >= request
+
+
+VOLUME_EXAMPLES = sorted(p.name for p in (K8S / "volumes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", VOLUME_EXAMPLES)
+def test_volume_examples_bind_the_jobs_claim_for_the_images_user(name: str) -> None:
+    """Each bucket example is a static PersistentVolume and a claim of the name the single
+    Jobs mount, bound to each other, mounted for the image's uid and gid (the Jobs' runAsUser),
+    shareable by the pods of a Job that overlap in a preemption (ReadWriteMany)."""
+    pv, claim = _load(K8S / "volumes" / name)
+    assert (pv["kind"], claim["kind"]) == ("PersistentVolume", "PersistentVolumeClaim")
+    jobs = [job for job_name, job in _jobs() if job_name != "sweep.yaml"]
+    claimed = {v["persistentVolumeClaim"]["claimName"] for job in jobs
+               for v in job["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    assert claimed == {claim["metadata"]["name"]} == {pv["spec"]["claimRef"]["name"]}
+    assert claim["spec"]["volumeName"] == pv["metadata"]["name"]
+    assert claim["spec"]["storageClassName"] == pv["spec"]["storageClassName"] == ""
+    assert pv["spec"]["accessModes"] == claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    users = {str(job["spec"]["template"]["spec"]["securityContext"][key])
+             for job in jobs for key in ("runAsUser", "runAsGroup")}
+    options = set(pv["spec"]["mountOptions"])
+    assert {f"uid={u}" for u in users} | {f"gid={u}" for u in users} <= options
+
+
+def test_mountpoint_example_allows_what_the_object_write_mode_does() -> None:
+    """Mountpoint refuses overwrites and deletes unless mounted to allow them: the object
+    write mode replaces params.pkl and its records through O_TRUNC, and prunes."""
+    pv, _ = _load(K8S / "volumes" / "mountpoint-s3.yaml")
+    assert pv["spec"]["csi"]["driver"] == "s3.csi.aws.com"
+    assert {"allow-overwrite", "allow-delete"} <= set(pv["spec"]["mountOptions"])
+
+
+def test_gcsfuse_example_caches_attributes_for_less_than_the_lease() -> None:
+    """A lease must outlast the mount's attribute cache, or a second trainer can read an
+    expired lease that its holder has renewed since (docs/volumes.md)."""
+    from warmstart.checkpoint import lease
+
+    pv, _ = _load(K8S / "volumes" / "gcsfuse.yaml")
+    assert pv["spec"]["csi"]["driver"] == "gcsfuse.csi.storage.gke.io"
+    (ttl,) = [int(o.rsplit(":", 1)[1]) for o in pv["spec"]["mountOptions"]
+              if o.startswith("metadata-cache:ttl-secs:")]
+    default_lock_wait = config.load({}).lock_wait
+    assert 0 <= ttl < lease.lease_seconds(default_lock_wait)
