@@ -154,6 +154,22 @@ def test_transient_errors_mid_run_are_retried_and_the_run_finishes(tmp_path: Pat
         _intact(run)
 
 
+def test_a_full_volume_mid_run_is_not_retried(tmp_path: Path) -> None:
+    """ENOSPC is no outage: exit 4 at once, no retry, the previous snapshot intact."""
+    with fuse_volume(tmp_path) as volume:
+        run = volume.backing / "job"
+        log = tmp_path / "trainer.log"
+        trainer = _held(volume, log, SETTINGS, snapshot=2)
+        before = _intact(run)
+        volume.command("fail ENOSPC 1 manifest.json")
+        volume.command("go")
+        assert trainer.wait(timeout=WAIT_S) == 4, log.read_text()
+        output = log.read_text()
+        assert "no space left" in _one_error_line(output), output
+        assert "checkpoint volume error: " not in output, output
+        assert _intact(run) == before
+
+
 @pytest.mark.drill  # the retries span half the shortest lease: about 15 s
 def test_a_volume_failing_past_the_retries_exits_10_and_a_restart_resumes(
         tmp_path: Path) -> None:

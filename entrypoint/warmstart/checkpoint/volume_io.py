@@ -81,8 +81,12 @@ class VolumeIO:
         self._retrying = False
 
     def configure(self, *, stall_warn: float, log: Callable[[str], None]) -> None:
+        """Set up for one training run (a fresh start: no stop asked for, nothing retried
+        until training runs; a test may train several times in one process)."""
         self.stall_warn = stall_warn
         self._log = log
+        self._stop_at = None
+        self._retrying = False
 
     def retry_from_now(self) -> None:
         """The volume passed the start checks and training runs: from here on a transient
