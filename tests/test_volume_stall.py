@@ -76,6 +76,23 @@ def _one_error_line(output: str) -> str:
     return lines[0]
 
 
+def _finishes(trainer: subprocess.Popen, log: Path, run: Path) -> str:
+    """The trainer ends its run normally, every snapshot intact; returns its output."""
+    assert trainer.wait(timeout=WAIT_S) == 0, log.read_text()
+    output = log.read_text()
+    assert "Traceback" not in output, output
+    assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
+    _intact(run)
+    return output
+
+
+def _restart_resumes(volume: Volume, log: Path, settings: dict[str, str]) -> None:
+    """A new start continues the run from its params.pkl and finishes it."""
+    output = _finishes(volume.start(log, settings), log, volume.backing / "job")
+    assert "resuming run job at itr" in output, output
+    assert f"warm start from {volume.mountpoint / 'job' / 'params.pkl'}" in output, output
+
+
 def _stop_in_stall(tmp_path: Path, *, signals: int, settings: dict[str, str]) -> None:
     """SIGTERM (``signals`` of them, apart by more than the duplicate window) while the volume
     stalls in the second snapshot write: one line, exit 11 (the process is gone once the
@@ -100,12 +117,7 @@ def _stop_in_stall(tmp_path: Path, *, signals: int, settings: dict[str, str]) ->
         assert "stalled" in line and str(seen / "manifest.json") in line, line
         assert "the last complete snapshot on the volume stands" in line, line
         assert _intact(run) == before
-        restart = tmp_path / "restart.log"
-        assert volume.start(restart, settings).wait(timeout=WAIT_S) == 0, restart.read_text()
-        output = restart.read_text()
-        assert "Traceback" not in output and "resuming run job at itr" in output, output
-        assert f"warm start from {seen / 'params.pkl'}" in output, output
-        _intact(run)
+        _restart_resumes(volume, tmp_path / "restart.log", settings)
 
 
 def test_a_stall_is_said_while_it_lasts_and_the_run_then_finishes(tmp_path: Path) -> None:
@@ -117,15 +129,10 @@ def test_a_stall_is_said_while_it_lasts_and_the_run_then_finishes(tmp_path: Path
         volume.command("go")
         _wait_for(log, STALLED, trainer, count=2)  # said again while it lasts
         volume.command("stall off")
-        assert trainer.wait(timeout=WAIT_S) == 0, log.read_text()
-        output = log.read_text()
-        assert "Traceback" not in output, output
+        output = _finishes(trainer, log, run)
         stalled = [line for line in output.splitlines() if STALLED in line]
         assert all(str(volume.mountpoint / "job") in line for line in stalled), stalled
         assert "checkpoint volume answered: " in output, output
-        assert "done: final snapshot" in output, output
-        assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
-        _intact(run)
 
 
 def test_sigterm_during_a_stall_exits_11_and_a_restart_resumes(tmp_path: Path) -> None:
@@ -144,14 +151,10 @@ def test_transient_errors_mid_run_are_retried_and_the_run_finishes(tmp_path: Pat
         trainer = _held(volume, log, SETTINGS, snapshot=1)
         volume.command("fail EIO 3 manifest.json")
         volume.command("go")
-        assert trainer.wait(timeout=WAIT_S) == 0, log.read_text()
-        output = log.read_text()
-        assert "Traceback" not in output, output
+        output = _finishes(trainer, log, run)
         retries = [line for line in output.splitlines() if "checkpoint volume error: " in line]
         assert retries and all("Input/output error" in line and "retry" in line
                                for line in retries), output
-        assert json.loads((run / "manifest.json").read_text())["status"] == "finished"
-        _intact(run)
 
 
 def test_a_full_volume_mid_run_is_not_retried(tmp_path: Path) -> None:
@@ -175,7 +178,7 @@ def test_a_volume_failing_past_the_retries_exits_10_and_a_restart_resumes(
         tmp_path: Path) -> None:
     settings = SETTINGS | {"LOCK_WAIT": "0"}  # the shortest lease: 30 s
     with fuse_volume(tmp_path) as volume:
-        run, seen = volume.backing / "job", volume.mountpoint / "job"
+        run = volume.backing / "job"
         log = tmp_path / "failed.log"
         trainer = _held(volume, log, settings, snapshot=2)
         before = _intact(run)
@@ -189,9 +192,4 @@ def test_a_volume_failing_past_the_retries_exits_10_and_a_restart_resumes(
         assert "checkpoint volume error: " in output, output  # it retried first
         volume.command("fail EIO 0")
         assert _intact(run) == before
-        restart = tmp_path / "restart.log"
-        assert volume.start(restart, settings).wait(timeout=WAIT_S) == 0, restart.read_text()
-        output = restart.read_text()
-        assert "Traceback" not in output and "resuming run job at itr" in output, output
-        assert f"warm start from {seen / 'params.pkl'}" in output, output
-        _intact(run)
+        _restart_resumes(volume, tmp_path / "restart.log", settings)
