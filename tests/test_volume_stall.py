@@ -139,6 +139,7 @@ def test_sigterm_during_a_stall_exits_11_and_a_restart_resumes(tmp_path: Path) -
     _stop_in_stall(tmp_path, signals=1, settings=SETTINGS)
 
 
+@pytest.mark.drill  # a longer stall before the signals, and a restart: about 26 s
 def test_sigterm_twice_during_a_stall_still_exits_11(tmp_path: Path) -> None:
     # the second signal well within the first one's bound: it ends the process itself
     _stop_in_stall(tmp_path, signals=2, settings=SETTINGS | {"VOLUME_STALL_WARN": "5"})
