@@ -127,6 +127,7 @@ def fuse_volume(tmp_path: Path, *, slow_rename: float = 0.0, name: str = "volume
                 os.killpg(trainer.pid, signal.SIGKILL)
         if daemon.poll() is None:
             volume.command("go")
+            volume.command("stall off")
         for trainer in volume.trainers:
             trainer.wait()
         if daemon.poll() is None:

@@ -20,7 +20,14 @@ Control, one line each on stdin:
                                ``paused OP NAME`` (other steps, a TensorBoard writer's
                                say, do not count)
     go                         let the held step return
-    trace on|off                   print every step as ``step OP NAME``
+    trace on|off               print every step as ``step OP NAME``
+    stall on|off               from now until ``stall off`` every call blocks before it is
+                               done (a network volume whose server stopped answering); the
+                               trace and the other commands still work
+    fail ERRNO N [NAME]        the next N calls that change the volume (each write counts, not
+                               only a file's first) fail with ERRNO (EIO, ENOTCONN...) before
+                               they are done; with NAME, only calls on names that contain it
+                               (a lease renewal then takes none); N 0 ends it
 On stdout: ``ready`` once mounted, then the lines above. A process that is sent SIGKILL while a
 step is held dies when it returns: the kill lands right after that step, and before the next.
 The two mounts of one backing folder share no locks (``flock`` is local to a mount), as two
@@ -40,6 +47,8 @@ import time
 from fuse import FUSE, FuseOSError, Operations
 
 _TEMP = re.compile(r"(\.tmp-)\d+$")
+_CHANGES = frozenset({"create", "mkdir", "unlink", "rmdir", "rename", "fsync", "fsyncdir",
+                      "truncate", "link", "symlink", "chmod", "write"})
 
 
 def _name(path: str) -> str:
@@ -58,6 +67,9 @@ class Volume(Operations):
         self._anchors = 0
         self._seen = 0
         self._go = threading.Event()
+        self._flowing = threading.Event()  # cleared while stalled
+        self._flowing.set()
+        self._failing: tuple[int, int, str] | None = None  # errno, calls left, name part
 
     # --- control ---------------------------------------------------------------------------
     def say(self, line: str) -> None:
@@ -76,6 +88,25 @@ class Volume(Operations):
             self._go.set()
         elif words[:1] == ["trace"]:
             self._trace = words[1:] == ["on"]
+        elif words[:1] == ["stall"]:
+            (self._flowing.clear if words[1:] == ["on"] else self._flowing.set)()
+        elif words[:1] == ["fail"]:
+            with self._mutex:
+                count = int(words[2])
+                self._failing = ((getattr(errno, words[1]), count, " ".join(words[3:]))
+                                 if count > 0 else None)
+
+    def _gate(self, op: str, path: str) -> None:
+        """Before every call: wait while stalled; fail it when a ``fail`` says so."""
+        self._flowing.wait()
+        if op not in _CHANGES:
+            return
+        with self._mutex:
+            if self._failing is None or self._failing[2] not in _name(path):
+                return
+            code, left, part = self._failing
+            self._failing = (code, left - 1, part) if left > 1 else None
+        raise FuseOSError(code)
 
     def _step(self, op: str, name: str) -> bool:
         """Count one step; True when it is the one to hold."""
@@ -112,6 +143,7 @@ class Volume(Operations):
         return os.path.join(self.backing, path.lstrip("/"))
 
     def __call__(self, op, path, *args):
+        self._gate(op, path)
         try:
             return super().__call__(op, path, *args)
         except OSError as err:

@@ -81,6 +81,9 @@ def test_failure_policy_comes_from_the_trainers_exit_codes(name: str) -> None:
     # exit 5 (another trainer holds the run folder) and 1 (a bug) are retried like crashes
     assert errors.RunLockedError.exit_code not in on_codes["values"]
     assert 1 not in on_codes["values"]
+    # a volume that failed or stalled mid-run (10, 11) had an outage: the next try waits it out
+    assert errors.VolumeUnavailableError.exit_code not in on_codes["values"]
+    assert errors.VolumeStalledError.exit_code not in on_codes["values"]
     ignore = [r for r in rules if r["action"] == "Ignore"]
     disruption = {"type": "DisruptionTarget", "status": "True"}
     assert ignore == [{"action": "Ignore", "onPodConditions": [disruption]}]

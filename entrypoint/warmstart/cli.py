@@ -80,7 +80,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "SIGTERM or SIGINT: stop after the current iteration with a final snapshot; "
                     "a second signal more than 1 s after the first exits at once (one within "
                     "1 s is the same request delivered twice, as a group signal under make "
-                    "is).",
+                    "is). A volume call still stalled VOLUME_STALL_WARN seconds after the "
+                    "signal ends it with exit 11, without a final snapshot.",
         epilog=exit_codes_text("train"))
     for f in config.settings():
         env = f.metadata["env"]

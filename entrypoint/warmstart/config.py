@@ -131,6 +131,12 @@ class Config:
         "Seconds to wait for another trainer still writing this run (a replaced pod writing "
         "its final snapshot) before exiting 5; longer than the manifests' 120 s grace period.",
         minimum=0, maximum=86_400)
+    volume_stall_warn: int = _setting(
+        "VOLUME_STALL_WARN", 30,
+        "Seconds a checkpoint-volume call may go unanswered before the log says it stalled "
+        "(again every as many seconds while it lasts). After SIGTERM/SIGINT, a call stalled "
+        "this long ends the trainer with exit 11 and no final snapshot; at most 60, to fit the "
+        "manifests' 120 s grace period.", minimum=1, maximum=60)
     game: str = _setting(
         "GAME", "pong", "Atari game, rlpyt's snake_case name; a gym, gymnasium or ALE id "
         "(PongNoFrameskip-v4, ALE/Pong-v5) is read as that name, said in the log.", kind="game")

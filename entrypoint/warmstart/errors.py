@@ -29,9 +29,15 @@ class SnapshotError(UserError):
 
 
 class VolumeError(UserError):
-    """The checkpoint folder is missing, read-only or full (exit 4)."""
+    """The checkpoint folder is missing, read-only or full (exit 4). ``errno`` is the
+    operating system's error number when one caused it: it tells a mid-run outage worth
+    retrying (``checkpoint.volume_io``) from a volume that is wrong."""
 
     exit_code = 4
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 class RunLockedError(UserError):
@@ -71,6 +77,22 @@ class SamplerError(UserError):
     exit_code = 9
 
 
+class VolumeUnavailableError(UserError):
+    """The checkpoint volume kept failing mid-run (exit 10): transient errors (EIO, ENOTCONN,
+    a timeout) were retried until the run's lease would lapse or a stop came. Kept apart from
+    exit 4: the volume passed the start checks, so a restart (after the outage) can help."""
+
+    exit_code = 10
+
+
+class VolumeStalledError(UserError):
+    """A checkpoint volume call did not return after a stop signal (exit 11): the trainer ends
+    without a final snapshot, inside the pod's grace period, instead of hanging in it. The
+    last complete snapshot stands; a restart resumes from it."""
+
+    exit_code = 11
+
+
 RETRY_CANNOT_HELP: tuple[type[UserError], ...] = (ConfigError, SnapshotError, VolumeError,
                                                  DeviceError, RunRecordError,
                                                  TrainingDivergedError)
@@ -92,6 +114,10 @@ EXIT_CODES: dict[int, str] = {
     TrainingDivergedError.exit_code: "training diverged (a NaN or infinite loss or weight); "
                                      "nothing non-finite was written",
     SamplerError.exit_code: "an environment worker process died (a restart resumes)",
+    VolumeUnavailableError.exit_code: "checkpoint volume failed mid-run; a restart resumes "
+                                      "from the last snapshot",
+    VolumeStalledError.exit_code: "checkpoint volume stalled after a stop signal; exited "
+                                  "without a final snapshot, the last complete one stands",
     EXIT_SIGINT: "stopped by SIGINT (training: after a final snapshot)",
     EXIT_SIGTERM: "stopped by SIGTERM (training: after a final snapshot)",
 }

@@ -4,7 +4,8 @@ This is the only place that knows the order of things: validate the config, chec
 find and check the start snapshot, build the engine, train, and record how the run ended.
 A SIGTERM or SIGINT asks the engine to stop after the current iteration with a final snapshot;
 a second one more than a second later exits at once, leaving the last complete snapshot as it
-is (one within a second is the first delivered twice, as a group signal under make is).
+is (one within a second is the first delivered twice, as a group signal under make is). On a
+volume that stops answering, the stop is bounded too (``checkpoint.volume_io``: exit 11).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from . import games, signals
+from .checkpoint.volume_io import VOLUME
 from .config import Config
 from .errors import EXIT_SIGINT, EXIT_SIGTERM, ConfigError
 
@@ -79,6 +81,8 @@ def _install_signal_handlers(stop: StopRequest) -> None:
     def handle(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         kind = stop.receive(name)
+        if kind == "again" and VOLUME.stalled():  # the snapshot cannot be written: exit 11
+            VOLUME.abandon(f"a second {name}")
         if kind == "again":
             log(f"second {name}: exiting now; the last complete snapshot is kept")
             os._exit(EXIT_SIGNAL[stop.signal_name])
@@ -86,6 +90,7 @@ def _install_signal_handlers(stop: StopRequest) -> None:
             log(f"{name} again within {DUPLICATE_WINDOW_S:g}s: the same stop request "
                 "(delivered to the process group and forwarded); still stopping with a snapshot")
             return
+        VOLUME.stopping()
         log(f"{name} received: finishing the current iteration, then a final snapshot "
             f"(another signal more than {DUPLICATE_WINDOW_S:g}s from now exits at once)")
 
@@ -107,6 +112,7 @@ def run(config: Config) -> int:
 
     # The last checks that need torch or the machine: still before anything is written.
     device = resolve_device(config)
+    VOLUME.configure(stall_warn=config.volume_stall_warn, log=log)
     stop = StopRequest()
     _install_signal_handlers(stop)
 
@@ -132,6 +138,7 @@ def _train(config: Config, engine_name: str, start: StartPoint, device: torch.de
     from .engine.runners.loop import train
     from .engine.runners.native import NativeEngine
     from .engine.runners.rlpyt_engine import RlpytEngine
+    from .reporting.curve import FILE as CURVE
     from .reporting.curve import write_learning_curve
 
     run_dir, snapshot = start.run, start.snapshot
@@ -169,7 +176,7 @@ def _train(config: Config, engine_name: str, start: StartPoint, device: torch.de
         engine.close()
     run_dir.mark(outcome)
     if config.learning_curve:  # after the run is recorded as ended: a by-product
-        write_learning_curve(run_dir.path, log)
+        VOLUME.call("write", run_dir.path / CURVE, lambda: write_learning_curve(run_dir.path, log))
     if outcome == "stopped":
         assert stop.signal_name is not None
         log(f"stopped by {stop.signal_name} after a final snapshot in {run_dir.path}")

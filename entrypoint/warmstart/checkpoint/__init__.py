@@ -8,6 +8,7 @@ the newest usable snapshot. Deciding: ``counters`` (steps done, a job's span), `
 exactly from its parents on the volume) and ``start`` (which run, snapshot, settings and span).
 Writing: ``atomic`` (temp file and rename), ``lock`` and ``lease`` (one writer per run, within
 a mount and across nodes), ``run`` (the run folder's snapshots, rows and manifest),
-``resume_state`` (what an exact resume needs) and ``volume`` (checks before training). Imports
-config and errors only; never the engine.
+``resume_state`` (what an exact resume needs), ``volume`` (checks before training) and
+``volume_io`` (the run's volume calls off the main thread: stalls, retries, a bounded
+stop). Imports config and errors only; never the engine.
 """

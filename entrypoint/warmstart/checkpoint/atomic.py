@@ -77,15 +77,15 @@ def volume_error(path: Path, err: OSError) -> VolumeError:
         if path.suffix == ".pkl":
             return VolumeError(f"{path}: no space left on the checkpoint volume "
                                f"({err.strerror}); free space or use a bigger volume; the "
-                               "previous snapshot is intact.")
+                               "previous snapshot is intact.", errno=err.errno)
         return VolumeError(f"{path}: no space left ({err.strerror}); free space or write it "
                            f"elsewhere; nothing partial was left, an earlier {path.name} is "
-                           "intact.")
+                           "intact.", errno=err.errno)
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return VolumeError(
             f"{path}: cannot write ({err.strerror}); the checkpoint folder must be writable "
-            f"by uid {os.getuid()} (gid {os.getgid()}).")
-    return VolumeError(f"{path}: write failed ({err.strerror or err}).")
+            f"by uid {os.getuid()} (gid {os.getgid()}).", errno=err.errno)
+    return VolumeError(f"{path}: write failed ({err.strerror or err}).", errno=err.errno)
 
 
 def sweep_temp_files(folder: Path) -> list[Path]:

@@ -201,6 +201,13 @@ class Lease:
                               "answer)")
         return self._lost
 
+    def left(self) -> float:
+        """Seconds this process may still write before ``lost`` says it may not (0 once it
+        has): how long a write failing mid-run may be retried."""
+        if self.lost() is not None:
+            return 0.0
+        return self.holder.lease_s / 2 - (_uptime() - self._renewed)
+
     def check(self) -> None:
         """Raise RunLockedError (exit 5) unless this process still holds the run."""
         why = self.lost()

@@ -67,6 +67,11 @@ class RunLock:
         """Why this process may no longer write the run (its lease), or None."""
         return None if self._lease is None else self._lease.lost()
 
+    def left(self) -> float:
+        """Seconds this process may still write the run on its lease (unlimited before the
+        lease is taken: the first write takes it)."""
+        return float("inf") if self._lease is None else self._lease.left()
+
     def check(self) -> None:
         """Raise RunLockedError (exit 5) unless this process holds the run's lease (taking it
         if it has not yet) and has kept it."""

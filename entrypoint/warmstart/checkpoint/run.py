@@ -28,17 +28,24 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import provenance
 from ..config import EXAMPLE_1, Config, SamplerShape
-from ..errors import RunLockedError, RunRecordError, TrainingDivergedError, UserError
+from ..errors import (
+    RunLockedError,
+    RunRecordError,
+    TrainingDivergedError,
+    UserError,
+    VolumeUnavailableError,
+)
 from . import atomic, lock, resume_state, safe_read
 from . import snapshot as snap
 from .counters import Budget
 from .manifest import MANIFEST, MANIFEST_FORMAT, load_manifest
 from .records import PARAMS_JSON
 from .rows import PROGRESS, read_progress, rows_problem
+from .volume_io import VOLUME
 
 _RUN_N = re.compile(r"^run_(\d+)$")
 _RUN_FILE = re.compile(r"^(params\.pkl|itr_\d+\.pkl|progress\.csv|params\.json|"
@@ -48,6 +55,8 @@ the folder's manifest says the run is its own."""
 
 INTERRUPTED_KEPT = 4
 """Interrupted writes whose files did not land, still vouched for (the newest few)."""
+
+T = TypeVar("T")
 
 StateFn = Callable[[], dict[str, Any]]
 """Returns ``model``, ``target`` and ``optimizer`` state dicts on the CPU, when a snapshot is due,
@@ -294,11 +303,19 @@ class RunDir:
             "run_ID": int(match.group(1)) if match else self.name,
         }
 
+    def _on_volume(self, op: str, path: Path, fn: Callable[[], T]) -> T:
+        """``fn`` on the volume's worker (``volume_io``): a stall is said, and once training
+        runs a transient failure is retried while this process's lease leaves time. ``fn``
+        redoes its whole write each time."""
+        return VOLUME.run(op, path, fn, time_left=self._lock.left)
+
     def _write_manifest(self) -> None:
         self._lock.check()
         self.manifest["holder"] = self._lock.holder
         self.manifest["updated"] = _now()
-        atomic.write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2) + "\n")
+        text = json.dumps(self.manifest, indent=2) + "\n"
+        self._on_volume("write", self.path / MANIFEST,
+                        lambda: atomic.write_text(self.path / MANIFEST, text))
 
     def snapshot_files(self, itr: int, *, final: bool) -> list[str]:
         """Which files a snapshot at ``itr`` goes to under SNAPSHOT_MODE (rlpyt's modes).
@@ -336,16 +353,21 @@ class RunDir:
         digest = hashlib.sha256(data).hexdigest()
         self._lock.check()
         for name in files:
-            self._check_own(name)
+            self._on_volume("check", self.path / name, lambda name=name: self._check_own(name))
         # The resume state goes first and older ones go last (see resume_state's docstring):
         # a kill in between never leaves the newest snapshot without its own resume state.
         resume = None
         if "resume" in parts:
-            resume = resume_state.write(self.path, itr=itr, cum_steps=cum_steps,
-                                        params_sha256=digest,
-                                        config=self.config, payload=parts["resume"])
+            def write_resume() -> tuple[Path, int]:
+                path = resume_state.write(self.path, itr=itr, cum_steps=cum_steps,
+                                          params_sha256=digest, config=self.config,
+                                          payload=parts["resume"])
+                return path, path.stat().st_size
+
+            resume, resume_bytes = self._on_volume(
+                "write", self.path / resume_state.file_name(itr), write_resume)
         else:
-            resume_state.prune(self.path, keep=None)
+            self._on_volume("prune", self.path, lambda: resume_state.prune(self.path, keep=None))
         # The manifest names the files and sha256 being written before they land, so a kill
         # between a file and the manifest's final entry leaves a file the run can vouch for.
         self.manifest["writing"] = {"files": files, "sha256": digest, "itr": itr,
@@ -353,23 +375,27 @@ class RunDir:
                                     "holder": self._lock.holder}
         if resume is not None:
             self.manifest["writing"] |= {"resume_state": resume.name,
-                                         "resume_state_bytes": resume.stat().st_size}
+                                         "resume_state_bytes": resume_bytes}
         self._write_manifest()
         entries = [e for e in self.manifest["snapshots"] if e["file"] not in files]
         for name in files:
             self._lock.check()
-            atomic.write_bytes(self.path / name, data)
-            self._written[name] = _identity(os.lstat(self.path / name))
+            path = self.path / name
+
+            def write_file(path: Path = path) -> tuple[int, ...]:
+                atomic.write_bytes(path, data)
+                return _identity(os.lstat(path))
+
+            self._written[name] = self._on_volume("write", path, write_file)
             entries.append({"file": name, "itr": itr, "cum_steps": cum_steps,
                             "sha256": digest, "written": _now(), "holder": self._lock.holder})
             if resume is not None:
-                entries[-1] |= {"resume_state": resume.name,
-                                "resume_state_bytes": resume.stat().st_size}
+                entries[-1] |= {"resume_state": resume.name, "resume_state_bytes": resume_bytes}
         self.manifest["snapshots"] = entries
         del self.manifest["writing"]
         self._write_manifest()
         self._prune()
-        resume_state.prune(self.path, keep=resume)
+        self._on_volume("prune", self.path, lambda: resume_state.prune(self.path, keep=resume))
         return time.perf_counter() - started
 
     def _asynchronous(self, itr: int, optimizer: dict[str, Any]) -> snap.AsyncCounters | None:
@@ -437,7 +463,7 @@ class RunDir:
         numbered = [self.path / name for name in sorted(listed, key=listed.get, reverse=True)]
         doomed = [p for p in numbered[keep:] if p != self.protected]
         for path in doomed:
-            path.unlink(missing_ok=True)
+            self._on_volume("delete", path, lambda path=path: path.unlink(missing_ok=True))
         if doomed:
             names = {p.name for p in doomed}
             self.manifest["snapshots"] = [e for e in self.manifest["snapshots"]
@@ -476,12 +502,15 @@ class RunDir:
         writer.writeheader()
         writer.writerows(self._rows)
         self._lock.check()
-        atomic.write_text(self.path / PROGRESS, out.getvalue())
+        self._on_volume("write", self.path / PROGRESS,
+                        lambda: atomic.write_text(self.path / PROGRESS, out.getvalue()))
 
     def record_start(self, info: dict[str, Any]) -> None:
         """Note what this process runs with beyond the config (threads, device, determinism,
         how it started): a manifest must name everything that decides the result. The run is
-        running again, whatever an earlier start recorded (stopped, failed)."""
+        running again, whatever an earlier start recorded (stopped, failed). From here the
+        volume has passed the start checks: a failure is an outage to retry (``volume_io``)."""
+        VOLUME.retry_from_now()
         self.manifest.setdefault("starts", []).append({"started": _now()} | info)
         self.manifest["status"] = "running"
         self.manifest.pop("error", None)
@@ -551,11 +580,12 @@ class RunDir:
     @contextlib.contextmanager
     def failing_records(self, log: Callable[[str], None]) -> Iterator[None]:
         """An error inside the block is recorded (``fail``) before it ends the job; not a
-        RunRecordError (a run whose records are damaged or not its own is never written) nor a
-        RunLockedError (another trainer holds the run: it is that trainer's to write)."""
+        RunRecordError (a run whose records are damaged or not its own is never written), a
+        RunLockedError (another trainer holds the run: it is that trainer's to write) nor a
+        VolumeUnavailableError (the volume just failed every retry of a write)."""
         try:
             yield
-        except (RunRecordError, RunLockedError):
+        except (RunRecordError, RunLockedError, VolumeUnavailableError):
             raise
         except Exception as err:
             problem = self.fail(err)

@@ -22,6 +22,7 @@ import torch
 
 from ...checkpoint.counters import counters
 from ...checkpoint.start import StartPoint
+from ...checkpoint.volume_io import VOLUME
 from ...config import Config
 from ...errors import TrainingDivergedError
 from ...reporting.scalars import ScalarLog
@@ -264,7 +265,8 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
             if periodic is not None:
                 row |= _eval_columns(evaluation, cum_eval_time, row["Diagnostics/CumTime (s)"])
             run.log_row(row)
-            scalars.add(row)
+            # TensorBoard's flush waits for its writer: on the volume's worker, as every write
+            VOLUME.call("TensorBoard flush", run.path, lambda row=row: scalars.add(row))
             seconds = run.save_snapshot(itr, engine.state, final=final)
             if seconds:
                 log(f"snapshot {counters(itr, budget.cum_steps(itr))} written in "
