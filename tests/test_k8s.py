@@ -180,6 +180,15 @@ def test_claims_exist_and_parallel_pods_share_a_read_write_many_claim() -> None:
             assert claims[claim]["spec"]["accessModes"] == ["ReadWriteMany"], name
 
 
+def test_documented_failure_policy_is_the_manifests() -> None:
+    """docs/kubernetes.md shows the FailJob rule: its codes are the trainer's too."""
+    page = (REPO / "docs" / "kubernetes.md").read_text()
+    (shown,) = re.findall(r"onExitCodes: \{containerName: train, operator: In, values: \[([^]]*)\]",
+                          page)
+    assert sorted(int(code) for code in shown.split(",")) == sorted(
+        cls.exit_code for cls in errors.RETRY_CANNOT_HELP)
+
+
 def _documented_exit_codes() -> set[int]:
     page = (REPO / "docs" / "exit-codes.md").read_text()
     section = page.split("\n| code |", 1)[1].split("\n\n", 1)[0]
