@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import records
+from . import object_store, records
+from .manifest import read_manifest
 from . import snapshot as snap
 
 _NAMED = 3
@@ -25,12 +26,27 @@ _NAMED = 3
 
 
 def candidates(root: Path) -> Iterator[Path]:
-    """Every file under ``root`` named like an rlpyt snapshot, skipping hidden files and folders."""
+    """Every file under ``root`` named like an rlpyt snapshot, skipping hidden files and folders;
+    in a run written in object mode, only those its manifest commits (``_committed``)."""
     for folder, subdirs, files in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for name in sorted(files):
-            if snap.SNAPSHOT_NAME.match(name):
-                yield Path(folder) / name
+        names = sorted(name for name in files if snap.SNAPSHOT_NAME.match(name))
+        if any(object_store.VERSION.match(name) for name in files):
+            names = _committed(Path(folder), names)
+        for name in names:
+            yield Path(folder) / name
+
+
+def _committed(folder: Path, names: list[str]) -> list[str]:
+    """The snapshots an object-mode run's newest manifest commits, write-once itr_N.pkl first:
+    params.pkl is refreshed in place (a kill mid-write publishes a part of it), and a file no
+    commit of the run's newest holder lists is an interrupted or a fenced-off late write."""
+    manifest = read_manifest(folder)
+    if manifest is None or manifest.get("write_mode") != "object":
+        return names
+    listed = {e["file"] for e in manifest["snapshots"]}
+    stages = [name for name in names if name in listed and name.startswith("itr_")]
+    return stages or [name for name in names if name in listed]
 
 
 @dataclass(frozen=True)

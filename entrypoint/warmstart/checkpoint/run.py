@@ -14,6 +14,9 @@ progress) is settled before anything else is written (``RunDir.claim``): each of
 that landed with that sha256 gets its snapshot entry, and the hash of one that did not land
 stays vouched for under ``interrupted`` (a rename a network volume completes after its caller
 is gone lands late). A run's own interrupted writes never lock it out.
+
+On a volume without rename the run is written in object mode (``object_store``, chosen at the
+start by ``capabilities``): write-once itr_N.pkl and manifest versions instead of replacements.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 from .. import provenance
 from ..config import EXAMPLE_1, Config, SamplerShape
 from ..errors import RunLockedError, RunRecordError, TrainingDivergedError, UserError
-from . import atomic, lock, resume_state, safe_read
+from . import atomic, lock, object_store, resume_state, safe_read
 from . import snapshot as snap
 from .counters import Budget
 from .manifest import MANIFEST, MANIFEST_FORMAT, load_manifest
@@ -105,8 +108,13 @@ class RunDir:
         self._gap_itrs = max(1, config.snapshot_every // self.budget.shape.steps_per_itr)
         self.protected: Path | None = None  # the snapshot this process started from
         self._written: dict[str, tuple[int, ...]] = {}  # file -> identity when this process
-        try:                                            # wrote or checked it (``_check_own``)
-            self._rows: list[dict[str, Any]] = read_progress(self.path)
+        # wrote or checked it (``_check_own``); the write mode the run was last written in,
+        # until the start's probe of the volume says which this process uses (``use``)
+        self.write_mode: str = manifest.get("write_mode") or "rename"
+        self._deleter = object_store.Deleter(log)
+        try:
+            self._rows: list[dict[str, Any]] = read_progress(
+                self.path, whole_rows=self.write_mode == "object")
             problem = rows_problem(self._rows)
         except (OSError, csv.Error, UnicodeDecodeError) as err:
             text = (err.strerror if isinstance(err, OSError) else None) or str(err)
@@ -121,6 +129,13 @@ class RunDir:
     def name(self) -> str:
         return self.path.name
 
+    def use(self, write_mode: str) -> None:
+        """Write the run in ``write_mode`` (``capabilities``): in object mode the lease too is
+        replaced in place, under a holder number above every one the run's records carry."""
+        self.write_mode = write_mode
+        if write_mode == "object":
+            self._lock.use_object_mode(floor=object_store.highest_holder(self.manifest))
+
     @property
     def budget(self) -> Budget:
         b = self.manifest["budget"]
@@ -134,7 +149,7 @@ class RunDir:
 
     @classmethod
     def create(cls, path: Path, config: Config, *, engine: str, n_actions: int,
-               parent: snap.Snapshot | None, budget: Budget,
+               parent: snap.Snapshot | None, budget: Budget, write_mode: str = "rename",
                log: Callable[[str], None] = print) -> RunDir:
         """Make the folder, lock it and write its manifest and params.json before any training.
 
@@ -169,6 +184,8 @@ class RunDir:
                 f"RUN_NAME={config.run_name}: {path} holds {', '.join(foreign[:3])} but no "
                 f"{MANIFEST}: not a run this trainer started, and a trainer never writes into "
                 "another run; use another RUN_NAME (INIT_SNAPSHOT can name its snapshot).")
+        if write_mode == "object":
+            held.use_object_mode(floor=0)
         held.claim()
         manifest = {
             "format": MANIFEST_FORMAT,
@@ -190,8 +207,9 @@ class RunDir:
             "snapshots": [],
         }
         run = cls(path, config, manifest, held, log=log)
+        run.write_mode = write_mode
         run._write_manifest()
-        atomic.write_text(path / PARAMS_JSON, json.dumps(run._rlpyt_params(), indent=2) + "\n")
+        run._put(PARAMS_JSON, (json.dumps(run._rlpyt_params(), indent=2) + "\n").encode())
         return run
 
     @classmethod
@@ -298,7 +316,21 @@ class RunDir:
         self._lock.check()
         self.manifest["holder"] = self._lock.holder
         self.manifest["updated"] = _now()
-        atomic.write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2) + "\n")
+        self.manifest["version"] = (self.manifest.get("version") or 0) + 1
+        self.manifest["write_mode"] = self.write_mode
+        if self.write_mode == "object":
+            written = object_store.write_manifest(self.path, self.manifest)
+            self._deleter.old_versions(self.path, written)
+        else:
+            atomic.write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2) + "\n")
+
+    def _put(self, name: str, data: bytes) -> None:
+        """Replace a record that is not a snapshot (params.json, progress.csv): atomically, or
+        in object mode in place (a torn one is tolerated by its reader)."""
+        if self.write_mode == "object":
+            object_store.put(self.path / name, data, replace=True)
+        else:
+            atomic.write_bytes(self.path / name, data)
 
     def snapshot_files(self, itr: int, *, final: bool) -> list[str]:
         """Which files a snapshot at ``itr`` goes to under SNAPSHOT_MODE (rlpyt's modes).
@@ -354,12 +386,17 @@ class RunDir:
         if resume is not None:
             self.manifest["writing"] |= {"resume_state": resume.name,
                                          "resume_state_bytes": resume.stat().st_size}
+        if self.write_mode == "object":
+            object_store.save_snapshot(self, files, data, self.manifest.pop("writing"))
+            self._prune()
+            resume_state.prune(self.path, keep=resume)
+            return time.perf_counter() - started
         self._write_manifest()
         entries = [e for e in self.manifest["snapshots"] if e["file"] not in files]
         for name in files:
             self._lock.check()
             atomic.write_bytes(self.path / name, data)
-            self._written[name] = _identity(os.lstat(self.path / name))
+            self.wrote(name)
             entries.append({"file": name, "itr": itr, "cum_steps": cum_steps,
                             "sha256": digest, "written": _now(), "holder": self._lock.holder})
             if resume is not None:
@@ -388,6 +425,10 @@ class RunDir:
         return snap.AsyncCounters(opt_itr=int(began.get("itr") or 0) + since, sampler_itr=itr,
                                   cum_updates=updates)
 
+    def wrote(self, name: str) -> None:
+        """Note ``name`` as this process just wrote it: ``_check_own`` need not hash it again."""
+        self._written[name] = _identity(os.lstat(self.path / name))
+
     def _check_own(self, name: str) -> None:
         """Refuse to replace ``name`` unless this run wrote it: the manifest lists it with the
         sha256 of the bytes on disk now (a file this process wrote or checked and that has not
@@ -405,6 +446,9 @@ class RunDir:
         for write in [self.manifest.get("writing"), *(self.manifest.get("interrupted") or [])]:
             if write is not None and name in write["files"]:  # a kill came before the entry
                 vouched.add(write["sha256"])
+                if self.write_mode == "object":  # what it published when killed: a prefix
+                    self._written[name] = _identity(info)
+                    return
         if not vouched:
             why = "the run's manifest does not list it"
         else:
@@ -436,8 +480,7 @@ class RunDir:
                   if e["file"].startswith("itr_") and snap.SNAPSHOT_NAME.match(e["file"])}
         numbered = [self.path / name for name in sorted(listed, key=listed.get, reverse=True)]
         doomed = [p for p in numbered[keep:] if p != self.protected]
-        for path in doomed:
-            path.unlink(missing_ok=True)
+        doomed = [p for p in doomed if self._deleter.delete(p, "snapshots past KEEP_SNAPSHOTS")]
         if doomed:
             names = {p.name for p in doomed}
             self.manifest["snapshots"] = [e for e in self.manifest["snapshots"]
@@ -476,7 +519,7 @@ class RunDir:
         writer.writeheader()
         writer.writerows(self._rows)
         self._lock.check()
-        atomic.write_text(self.path / PROGRESS, out.getvalue())
+        self._put(PROGRESS, out.getvalue().encode())
 
     def record_start(self, info: dict[str, Any]) -> None:
         """Note what this process runs with beyond the config (threads, device, determinism,
