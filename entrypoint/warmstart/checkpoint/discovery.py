@@ -44,7 +44,7 @@ def _committed(folder: Path, names: list[str]) -> list[str]:
     manifest = read_manifest(folder)
     if manifest is None or manifest.get("write_mode") != "object":
         return names
-    listed = {e["file"] for e in manifest["snapshots"]}
+    listed = object_store.committed(folder, manifest)
     stages = [name for name in names if name in listed and name.startswith("itr_")]
     return stages or [name for name in names if name in listed]
 

@@ -74,7 +74,7 @@ MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
 hand edit or a bad disk changed is a damaged record, never a KeyError or TypeError later."""
 
 
-def _manifest_problem(manifest: Any) -> str | None:
+def fields_problem(manifest: Any) -> str | None:
     if not isinstance(manifest, dict):
         return f"it holds a JSON {type(manifest).__name__}, not an object"
     wrong = [k for k, ok in MANIFEST_FIELDS.items() if not ok(manifest.get(k))]
@@ -91,7 +91,7 @@ def newest_record(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
     """The run's manifest and the file it was read from (``manifest.json`` or its newest whole
     version), None when the folder has none; RunRecordError as ``load_manifest``."""
     path = run_dir / MANIFEST
-    versioned = object_store.newest_manifest(run_dir, _manifest_problem)
+    versioned = object_store.newest_manifest(run_dir, fields_problem)
     try:
         manifest = safe_read.read_json(path)
     except FileNotFoundError:
@@ -101,7 +101,7 @@ def newest_record(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
     except ValueError as err:  # not UTF-8, not JSON, nested too deep
         problem = f"not JSON: {str(err).splitlines()[0]:.80}"
     else:
-        problem = _manifest_problem(manifest)
+        problem = fields_problem(manifest)
         if problem is None:
             if versioned is not None and _order(versioned[0]) > _order(manifest):
                 return versioned

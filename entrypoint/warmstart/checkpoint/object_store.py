@@ -60,6 +60,26 @@ def put(path: Path, data: bytes, *, replace: bool) -> None:
         raise volume_error(path, err) from None
 
 
+def holds(path: Path, sha256: str) -> bool:
+    """Whether ``path`` is a regular file with exactly these bytes (a write that landed)."""
+    try:
+        data = safe_read.read_bytes(path, limit=safe_read.SNAPSHOT_LIMIT, flags=os.O_NOFOLLOW)
+    except OSError:
+        return False
+    return hashlib.sha256(data).hexdigest() == sha256
+
+
+def committed(folder: Path, manifest: dict[str, Any]) -> set[str]:
+    """The snapshot files an object-mode manifest vouches for: those it lists, and a
+    write-once file of the write in progress that landed whole (the next start records it)."""
+    listed = {e["file"] for e in manifest["snapshots"]}
+    writing = manifest.get("writing")
+    if writing is not None:
+        listed |= {name for name in writing["files"] if name.startswith("itr_")
+                   and holds(folder / name, writing["sha256"])}
+    return listed
+
+
 def version_name(holder: int, seq: int) -> str:
     return f"manifest.v{holder}-{seq}.json"
 
@@ -87,26 +107,44 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
+def _whole(holder: int, seq: int, path: Path,
+           problem: Callable[[Any], str | None]) -> dict[str, Any] | None:
+    """The version at ``path`` when it is whole (its checksum matches), names the holder and
+    sequence its file name does and holds what a trainer writes (``problem`` says nothing)."""
+    try:
+        record = safe_read.read_json(path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    claimed = record.pop(CHECKSUM, None)
+    if (claimed != _digest(record) or record.get("holder") != holder
+            or record.get("version") != seq or problem(record) is not None):
+        return None
+    return record
+
+
 def newest_manifest(folder: Path, problem: Callable[[Any], str | None]
                     ) -> tuple[dict[str, Any], Path] | None:
-    """The newest manifest version that is whole (its checksum matches) and holds what a
-    trainer writes (``problem`` says nothing), with its path; None when there is none.
-
-    A torn version (a writer killed mid-write: the store published a prefix) is passed over,
-    as is one whose content names another holder or sequence than its file name."""
+    """The newest whole manifest version with its path; None when there is none. A torn
+    version (a writer killed mid-write: the store published a prefix) is passed over."""
     for holder, seq, path in versions(folder):
-        try:
-            record = safe_read.read_json(path)
-        except (OSError, ValueError):
-            continue
-        if not isinstance(record, dict):
-            continue
-        claimed = record.pop(CHECKSUM, None)
-        if (claimed != _digest(record) or record.get("holder") != holder
-                or record.get("version") != seq or problem(record) is not None):
-            continue
-        return record, path
+        record = _whole(holder, seq, path, problem)
+        if record is not None:
+            return record, path
     return None
+
+
+def ever_listed(folder: Path, problem: Callable[[Any], str | None]) -> set[str]:
+    """Every snapshot file a whole version of any holder lists or was writing: the run's own,
+    a stalled old holder's late writes included (fenced off, but never another lineage's)."""
+    names: set[str] = set()
+    for holder, seq, path in versions(folder):
+        record = _whole(holder, seq, path, problem)
+        if record is not None:
+            names |= {e["file"] for e in record["snapshots"]}
+            names |= set((record.get("writing") or {}).get("files") or [])
+    return names
 
 
 class Deleter:
@@ -133,12 +171,18 @@ class Deleter:
         return True
 
     def old_versions(self, folder: Path, newest: Path) -> None:
-        """Delete all manifest versions but the newest ``VERSIONS_KEPT`` up to ``newest``."""
-        older = [p for _, _, p in versions(folder)]
-        if newest in older:
-            older = older[older.index(newest):]
-        for path in older[VERSIONS_KEPT:]:
-            if not self.delete(path, "older manifest versions"):
+        """Delete the manifest versions before ``newest`` but the ``VERSIONS_KEPT`` newest and
+        each older holder's last one: what it lists stays known as the run's own, so a late
+        write of a stalled holder is never taken for another lineage's file (exit 7)."""
+        found = versions(folder)
+        names = [p for _, _, p in found]
+        if newest not in names:
+            return
+        last_of: dict[int, Path] = {}
+        for holder, _, path in found:
+            last_of.setdefault(holder, path)
+        for path in names[names.index(newest):][VERSIONS_KEPT:]:
+            if path not in last_of.values() and not self.delete(path, "older manifest versions"):
                 return
 
 

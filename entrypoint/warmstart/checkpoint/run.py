@@ -39,7 +39,7 @@ from ..errors import RunLockedError, RunRecordError, TrainingDivergedError, User
 from . import atomic, lock, object_store, resume_state, safe_read
 from . import snapshot as snap
 from .counters import Budget
-from .manifest import MANIFEST, MANIFEST_FORMAT, load_manifest
+from .manifest import MANIFEST, MANIFEST_FORMAT, fields_problem, load_manifest
 from .records import PARAMS_JSON
 from .rows import PROGRESS, read_progress, rows_problem
 
@@ -241,12 +241,7 @@ class RunDir:
 
     def _holds(self, name: str, sha256: str) -> bool:
         """Whether the run folder's ``name`` is a regular file with exactly these bytes."""
-        try:
-            data = safe_read.read_bytes(self.path / name, limit=safe_read.SNAPSHOT_LIMIT,
-                                        flags=os.O_NOFOLLOW)
-        except OSError:
-            return False
-        return hashlib.sha256(data).hexdigest() == sha256
+        return object_store.holds(self.path / name, sha256)
 
     def _settle_writing(self) -> None:
         """Record how the snapshot write an earlier process was killed in ended, before this
@@ -449,6 +444,10 @@ class RunDir:
                 if self.write_mode == "object":  # what it published when killed: a prefix
                     self._written[name] = _identity(info)
                     return
+        if self.write_mode == "object" and name in object_store.ever_listed(
+                self.path, fields_problem):  # a fenced-off late write: the run's own
+            self._written[name] = _identity(info)
+            return
         if not vouched:
             why = "the run's manifest does not list it"
         else:
