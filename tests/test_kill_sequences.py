@@ -30,7 +30,6 @@ import pytest
 import torch
 from conftest import FILES_ONLY_RUN
 from fuse_volume import Volume, fuse_volume
-
 from warmstart.checkpoint import object_store
 from warmstart.checkpoint.manifest import load_manifest
 

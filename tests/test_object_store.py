@@ -16,7 +16,6 @@ import pytest
 import torch
 from conftest import FILES_ONLY_RUN, REPO, clean_env, warmstart
 from fuse_volume import fuse_volume
-
 from warmstart.checkpoint import capabilities, object_store
 from warmstart.checkpoint.manifest import load_manifest
 
@@ -29,10 +28,11 @@ def _train(volume: Path, **settings: str) -> subprocess.CompletedProcess:
 
 def _probe_in_a_process(folder: Path) -> capabilities.Capabilities:
     """The probe as a start runs it, in a process of its own (its pid names the probe file)."""
+    code = ("import sys, json, dataclasses; from pathlib import Path; "
+            "from warmstart.checkpoint import capabilities as c; "
+            "print(json.dumps(dataclasses.asdict(c.probe(Path(sys.argv[1])))))")
     done = subprocess.run(
-        [sys.executable, "-c", "import sys, json, dataclasses; from pathlib import Path; "
-         "from warmstart.checkpoint import capabilities as c; "
-         "print(json.dumps(dataclasses.asdict(c.probe(Path(sys.argv[1])))))", str(folder)],
+        [sys.executable, "-c", code, str(folder)],
         env=clean_env(), capture_output=True, text=True, check=True, cwd=REPO)
     return capabilities.Capabilities(**json.loads(done.stdout))
 

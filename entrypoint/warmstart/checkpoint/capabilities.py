@@ -23,7 +23,6 @@ from ..errors import VolumeError
 from .atomic import volume_error
 
 PREFIX = ".warmstart-probe-"
-WRITE_MODES = ("auto", "rename", "object")
 
 
 @dataclass(frozen=True)

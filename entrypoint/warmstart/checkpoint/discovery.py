@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import object_store, records
-from .manifest import read_manifest
 from . import snapshot as snap
+from .manifest import read_manifest
 
 _NAMED = 3
 """Paths named in a log line before the rest are counted: one line stays one line."""
@@ -38,9 +38,10 @@ def candidates(root: Path) -> Iterator[Path]:
 
 
 def _committed(folder: Path, names: list[str]) -> list[str]:
-    """The snapshots an object-mode run's newest manifest commits, write-once itr_N.pkl first:
-    params.pkl is refreshed in place (a kill mid-write publishes a part of it), and a file no
-    commit of the run's newest holder lists is an interrupted or a fenced-off late write."""
+    """The snapshots an object-mode run's newest manifest vouches for (``committed``), its
+    write-once itr_N.pkl rather than params.pkl, which is refreshed in place (a kill mid-write
+    publishes a part of it). A file the newest holder's manifest does not vouch for is an
+    interrupted write or a fenced-off late one of a stalled older holder."""
     manifest = read_manifest(folder)
     if manifest is None or manifest.get("write_mode") != "object":
         return names

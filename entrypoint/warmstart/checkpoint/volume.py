@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import VolumeError
+
 SNAPSHOTS_OF_ROOM = 2
 """A new snapshot is written beside the previous one before it replaces it: room for two."""
 

@@ -29,12 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..checkpoint.counters import steps_done
 from ..checkpoint import object_store
+from ..checkpoint.counters import steps_done
 from ..checkpoint.manifest import MANIFEST, newest_record
-from ..errors import RunRecordError
 from ..checkpoint.rows import PROGRESS, read_progress
-from ..errors import SnapshotError
+from ..errors import RunRecordError, SnapshotError
 from .curve import SHORT_SERIES
 from .lineage import EVAL_SCORE, SCORE, read_run, score_curve
 from .table import text_table
