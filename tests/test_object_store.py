@@ -165,3 +165,18 @@ def test_write_mode_forced_where_the_volume_cannot(tmp_path: Path, wanted: str) 
         assert done.returncode == 4 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert f"WRITE_MODE={wanted} but this volume cannot" in done.stderr
         assert list(volume.backing.iterdir()) == []
+
+
+def test_pruning_on_a_volume_without_delete_is_said_once(tmp_path: Path) -> None:
+    """KEEP_SNAPSHOTS, old manifest versions and old itr_N.pkl on Mountpoint without
+    --allow-delete: one log line, the files kept, the run trains to its end."""
+    with fuse_volume(tmp_path, object_store=("--no-delete",)) as volume:
+        done = _train(volume.mountpoint, SNAPSHOT_MODE="all", LOG_EVERY="100",
+                      KEEP_SNAPSHOTS="1")
+        assert done.returncode == 0, done.stdout + done.stderr
+        said = [line for line in done.stdout.splitlines() if "does not delete files" in line]
+        assert len(said) == 1 and "--allow-delete" in said[0], done.stdout
+        run = volume.backing / "job"
+        assert sorted(p.name for p in run.glob("itr_*.pkl")) == [
+            "itr_24.pkl", "itr_49.pkl", "itr_74.pkl", "itr_99.pkl"]
+        assert len(object_store.versions(run)) > object_store.VERSIONS_KEPT

@@ -155,7 +155,7 @@ class Deleter:
         self._log = log
         self.refused: str | None = None
 
-    def delete(self, path: Path, why: str) -> bool:
+    def delete(self, path: Path) -> bool:
         """Delete ``path``; False when the volume does not allow it."""
         if self.refused is not None:
             return False
@@ -166,7 +166,8 @@ class Deleter:
                 raise volume_error(path, err) from None
             self.refused = err.strerror or str(err)
             self._log(f"{path.parent}: this volume does not delete files ({self.refused}); "
-                      f"{why} are kept (Mountpoint for S3: mount with --allow-delete)")
+                      "what the run would delete is kept (older manifest versions and itr_N.pkl,"
+                      " snapshots past KEEP_SNAPSHOTS; Mountpoint for S3: --allow-delete)")
             return False
         return True
 
@@ -182,7 +183,7 @@ class Deleter:
         for holder, _, path in found:
             last_of.setdefault(holder, path)
         for path in names[names.index(newest):][VERSIONS_KEPT:]:
-            if path not in last_of.values() and not self.delete(path, "older manifest versions"):
+            if path not in last_of.values() and not self.delete(path):
                 return
 
 
@@ -212,13 +213,13 @@ def save_snapshot(run: Any, files: list[str], data: bytes, write: dict[str, Any]
                                    "resume_state_bytes") if k in write}
     listed = {e["file"]: e for e in run.manifest["snapshots"]}
     run._check_own(stage)
+    staged = {"stage": True} if stage not in files else {}  # dropped once a newer one is in
     if listed.get(stage, {}).get("sha256") != write["sha256"]:
-        run.manifest["writing"] = write | {"files": [stage]}
+        run.manifest["writing"] = write | {"files": [stage]} | staged
         run._write_manifest()
         run._lock.check()
         put(run.path / stage, data, replace=os.path.lexists(run.path / stage))
         run.wrote(stage)
-    staged = {"stage": True} if stage not in files else {}
     entries = [e for e in run.manifest["snapshots"] if e["file"] != stage]
     run.manifest["snapshots"] = entries + [
         {"file": stage, "written": write["started"]} | entry | staged]
@@ -236,7 +237,7 @@ def save_snapshot(run: Any, files: list[str], data: bytes, write: dict[str, Any]
     del run.manifest["writing"]
     dropped = {e["file"] for e in run.manifest["snapshots"]
                if e.get("stage") and e["file"] != stage and run.path / e["file"] != run.protected
-               and run._deleter.delete(run.path / e["file"], "earlier snapshots' itr_N.pkl")}
+               and run._deleter.delete(run.path / e["file"])}
     run.manifest["snapshots"] = [e for e in run.manifest["snapshots"]
                                  if e["file"] not in copies and e["file"] not in dropped] + [
         {"file": name, "written": write["started"]} | entry for name in copies]

@@ -264,7 +264,7 @@ class RunDir:
             entries.append({"file": name, "itr": itr, "cum_steps": cum_steps, "sha256": digest,
                             "written": writing.get("started", _now())}
                            | {k: writing[k] for k in ("resume_state", "resume_state_bytes",
-                                                      "holder") if k in writing})
+                                                      "holder", "stage") if k in writing})
         self.manifest["snapshots"] = entries
         if missed:
             kept = self.manifest.get("interrupted") or []
@@ -479,7 +479,7 @@ class RunDir:
                   if e["file"].startswith("itr_") and snap.SNAPSHOT_NAME.match(e["file"])}
         numbered = [self.path / name for name in sorted(listed, key=listed.get, reverse=True)]
         doomed = [p for p in numbered[keep:] if p != self.protected]
-        doomed = [p for p in doomed if self._deleter.delete(p, "snapshots past KEEP_SNAPSHOTS")]
+        doomed = [p for p in doomed if self._deleter.delete(p)]
         if doomed:
             names = {p.name for p in doomed}
             self.manifest["snapshots"] = [e for e in self.manifest["snapshots"]
