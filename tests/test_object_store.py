@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +181,23 @@ def test_pruning_on_a_volume_without_delete_is_said_once(tmp_path: Path) -> None
         assert sorted(p.name for p in run.glob("itr_*.pkl")) == [
             "itr_24.pkl", "itr_49.pkl", "itr_74.pkl", "itr_99.pkl"]
         assert len(object_store.versions(run)) > object_store.VERSIONS_KEPT
+
+
+def test_a_torn_lease_is_an_unknown_holder_until_a_lease_time_passes(tmp_path: Path) -> None:
+    """The lease is replaced in place on an object store, so a kill can leave it torn: a start
+    waits for it as for a live holder (exit 5, naming it), and takes the run once the file has
+    gone unrewritten for a whole lease time, under a holder number above the records'."""
+    with fuse_volume(tmp_path, object_store=()) as volume:
+        _resume(volume.mountpoint, "400")
+        run = volume.backing / "job"
+        lease = run / ".warmstart.lease"
+        text = lease.read_text()
+        lease.write_text(text[: len(text) // 2])
+        waited = _train(volume.mountpoint, STEPS="800", LOCK_WAIT="0")
+        assert waited.returncode == 5, waited.stdout + waited.stderr
+        assert "unknown (a torn lease file)" in waited.stderr
+        assert len(waited.stderr.strip().splitlines()) == 1
+        old = lease.stat().st_mtime - 3600  # written an hour ago: no holder renews it
+        os.utime(lease, (old, old))
+        _resume(volume.mountpoint, "800")
+        assert load_manifest(run)["holder"] == 2
