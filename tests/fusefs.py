@@ -259,7 +259,10 @@ class ObjectStore(Volume):
         self.overwrite, self.delete = overwrite, delete
         self._staging = tempfile.mkdtemp(prefix=".fusefs-staging-",
                                          dir=os.path.dirname(self.backing))
-        self._open: dict[int, tuple[str, str, str]] = {}  # fd -> (path, staged file, name)
+        # fd -> (path, staged file, name) until its release; published ones are in _published:
+        # the fd stays open until then, so its number is not reused by another file meanwhile
+        self._open: dict[int, tuple[str, str, str]] = {}
+        self._published: set[int] = set()
         self._new: dict[str, str] = {}  # a new file's path -> its staged file, until published
         self._idle = threading.Condition()
 
@@ -297,16 +300,14 @@ class ObjectStore(Volume):
     def _publish(self, fh: int) -> None:
         """The upload completes: the object appears (or replaces the old one) whole."""
         with self._idle:
-            entry = self._open.pop(fh, None)
-        if entry is None:
-            return
+            entry = self._open.get(fh)
+            if entry is None or fh in self._published:
+                return
+            self._published.add(fh)
         path, staged, name = entry
         os.replace(staged, self._full(path))
         self._new.pop(path, None)
-        os.close(fh)
         self._done("publish", name)
-        with self._idle:
-            self._idle.notify_all()
 
     def getattr(self, path, fh=None):
         staged = self._new.get(path)
@@ -335,7 +336,7 @@ class ObjectStore(Volume):
         return super().read(path, size, offset, fh)
 
     def write(self, path, data, offset, fh):
-        if fh not in self._open:
+        if fh not in self._open or fh in self._published:
             raise FuseOSError(errno.EBADF)
         if offset != os.fstat(fh).st_size:
             raise FuseOSError(errno.EINVAL)  # an upload is written in order
@@ -356,8 +357,11 @@ class ObjectStore(Volume):
     def release(self, path, fh):
         if fh in self._open:
             self._publish(fh)  # a writer killed mid-write: what it wrote is published
-        else:
-            os.close(fh)
+            with self._idle:
+                del self._open[fh]
+                self._published.discard(fh)
+                self._idle.notify_all()
+        os.close(fh)
         return 0
 
     def unlink(self, path):

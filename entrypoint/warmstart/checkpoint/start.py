@@ -244,11 +244,10 @@ def _write_mode(config: Config, log: Callable[[str], None]) -> str:
     return mode
 
 
-def _take_over(run: RunDir, start: StartPoint, log: Callable[[str], None]) -> None:
+def _take_over(run: RunDir, start: StartPoint) -> None:
     """Make the resumed run this process's, once every check passed: its own files checked
     (exit 7 leaves the run as it was), then the claim (lock, lease, an interrupted write
     settled), what a killed writer left removed and the rows after its snapshot dropped."""
-    run.use(_write_mode(start.config, log))
     run.check_own_files(start.first_itr)
     run.claim()
     atomic.sweep_temp_files(run.path)  # the run is ours now: what a killed writer left is junk
@@ -419,8 +418,9 @@ def _restarted_job(config: Config, log: Callable[[str], None],
     with unfinished.failing_records(log):
         start = _resume(unfinished, config, log)
     check(_plan_of(start, unfinished.budget.target_itr))  # a refusal leaves the run as it was
+    unfinished.use(_write_mode(start.config, log))
     with unfinished.failing_records(log):
-        _take_over(unfinished, start, log)
+        _take_over(unfinished, start)
     return start
 
 
@@ -441,8 +441,9 @@ def prepare(config: Config, *, engine: str, n_actions: int, log: Callable[[str],
                     return None
                 start = _resume(existing, config, log)
             check(_plan_of(start, target_itr))  # a refusal leaves even the status as it was
+            existing.use(_write_mode(start.config, log))
             with existing.failing_records(log):
-                _take_over(existing, start, log)
+                _take_over(existing, start)
                 _extend(existing, target_itr, config, log)
             return start
     else:
