@@ -201,3 +201,18 @@ def test_a_torn_lease_is_an_unknown_holder_until_a_lease_time_passes(tmp_path: P
         os.utime(lease, (old, old))
         _resume(volume.mountpoint, "800")
         assert load_manifest(run)["holder"] == 2
+
+
+def test_a_refused_volume_leaves_a_resumed_run_as_it_was(tmp_path: Path) -> None:
+    """A run begun on a disk, resumed through a mount that can neither rename nor overwrite:
+    one line, exit 4, and not a byte of the run changed (no status written, no lease)."""
+    backing = tmp_path / "disk"
+    backing.mkdir()
+    _resume(backing, "400")
+    run = backing / "job"
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with fuse_volume(tmp_path, backing=backing, object_store=("--no-overwrite",)) as volume:
+        done = _train(volume.mountpoint, STEPS="800")
+        assert done.returncode == 4 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert sorted(p.name for p in backing.iterdir()) == ["job"]
