@@ -28,6 +28,7 @@ class Volume:
     mountpoint: Path
     daemon: subprocess.Popen
     lines: queue.Queue
+    object_store: bool = False
     trainers: list[subprocess.Popen] = field(default_factory=list)
 
     def command(self, line: str) -> None:
@@ -72,7 +73,15 @@ class Volume:
         os.killpg(trainer.pid, signal.SIGKILL)
         self.command("go")
         trainer.wait()
+        if self.object_store:
+            self.settle()
         return log.read_text()
+
+    def settle(self) -> None:
+        """Wait until the object store published what a killed writer left open."""
+        self.command("settle")
+        said = self.next_line()
+        assert said == "settled", said
 
 
 def _fuse_problem() -> str | None:
@@ -89,10 +98,12 @@ def _fuse_problem() -> str | None:
 
 @contextlib.contextmanager
 def fuse_volume(tmp_path: Path, *, slow_rename: float = 0.0, name: str = "volume",
-                backing: Path | None = None) -> Iterator[Volume]:
+                backing: Path | None = None, object_store: tuple[str, ...] | None = None
+                ) -> Iterator[Volume]:
     """Mount tests/fusefs.py over ``backing`` (default: a new ``tmp_path/<name>-backing``) at
     ``tmp_path/<name>``; skips where FUSE cannot mount. Two mounts of one backing folder stand
-    for two nodes."""
+    for two nodes. ``object_store``: a mount that behaves as Mountpoint for S3, with these of
+    tests/fusefs.py's options (``--no-overwrite``, ``--no-delete``)."""
     problem = _fuse_problem()
     if problem is not None:
         pytest.skip(f"needs a FUSE mount: {problem}")
@@ -103,7 +114,8 @@ def fuse_volume(tmp_path: Path, *, slow_rename: float = 0.0, name: str = "volume
     mountpoint.mkdir()
     daemon = subprocess.Popen(
         [sys.executable, str(REPO / "tests" / "fusefs.py"), str(backing), str(mountpoint),
-         "--slow-rename", str(slow_rename)],
+         "--slow-rename", str(slow_rename),
+         *(() if object_store is None else ("--object-store", *object_store))],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
 
@@ -113,7 +125,7 @@ def fuse_volume(tmp_path: Path, *, slow_rename: float = 0.0, name: str = "volume
             lines.put(line.rstrip("\n"))
 
     threading.Thread(target=pump, daemon=True).start()
-    volume = Volume(backing, mountpoint, daemon, lines)
+    volume = Volume(backing, mountpoint, daemon, lines, object_store is not None)
     try:
         ready = volume.next_line(daemon)
         if ready != "ready":

@@ -1,6 +1,7 @@
 """A test volume: a FUSE passthrough over a backing folder that can pause one operation.
 
     python tests/fusefs.py BACKING MOUNTPOINT [--slow-rename SECONDS]
+    python tests/fusefs.py BACKING MOUNTPOINT --object-store [--no-overwrite] [--no-delete]
 
 Every call is done on the backing folder, so the mount behaves as a local disk does, except:
 ``--slow-rename`` makes the rename of a file over 1 MB return SECONDS after it completed (an
@@ -14,8 +15,19 @@ rest of its writes belong to that step). A step is named ``OP NAME``: NAME is th
 name (``OLD>NEW`` for a rename), a temp name (``.<name>.tmp-<pid>``) without its pid, so a
 step reads the same in every process.
 
+``--object-store`` makes the mount behave as Mountpoint for S3 does (its doc/SEMANTICS.md,
+``ObjectStore``): no rename (ENOSYS), no append, no link, symlink or chmod; a file opened for
+writing is new (``create``) or replaced (``O_TRUNC``; ``--no-overwrite`` refuses that, as
+Mountpoint without --allow-overwrite does), any other open for writing is EPERM; writes are
+sequential; what is written is staged and published when the file is closed (``publish NAME``,
+a step), so readers see the old object until then, and a writer killed mid-write publishes
+what it had written. ``--no-delete`` refuses unlink (Mountpoint without --allow-delete). Steps
+there are ``create``, ``truncate`` (an open that replaces), ``write`` and ``publish``; names
+drop what differs between processes (``itr_N.pkl``, ``manifest.v.json``).
+
 Control, one line each on stdin:
-    pause ANCHOR N OP NAME K   after the N-th rename whose source is named ANCHOR, hold the
+    pause ANCHOR N OP NAME K   after the N-th rename whose source is named ANCHOR (on an
+                               object store: the N-th publish of ANCHOR), hold the
                                K-th step ``OP NAME`` that follows once it is done, and print
                                ``paused OP NAME`` (other steps, a TensorBoard writer's
                                say, do not count)
@@ -28,6 +40,9 @@ Control, one line each on stdin:
                                only a file's first) fail with ERRNO (EIO, ENOTCONN...) before
                                they are done; with NAME, only calls on names that contain it
                                (a lease renewal then takes none); N 0 ends it
+    settle                     print ``settled`` once no file is open for writing (object
+                               store: a killed writer's files are published at their release,
+                               which the kernel sends after the process is gone)
 On stdout: ``ready`` once mounted, then the lines above. A process that is sent SIGKILL while a
 step is held dies when it returns: the kill lands right after that step, and before the next.
 The two mounts of one backing folder share no locks (``flock`` is local to a mount), as two
@@ -41,6 +56,7 @@ import errno
 import os
 import re
 import sys
+import tempfile
 import threading
 import time
 
@@ -128,7 +144,7 @@ class Volume(Operations):
                     if self._seen == k:
                         self._armed = None
                         return True
-            elif op == "rename" and name.split(">")[0] == anchor:
+            elif op in ("rename", "publish") and name.split(">")[0] == anchor:
                 self._anchors += 1
             return False
 
@@ -263,13 +279,159 @@ class Volume(Operations):
         self.say("ready")
 
 
+class ObjectStore(Volume):
+    """The mount as Mountpoint for S3 behaves (the module's docstring)."""
+
+    _DIFFER = ((re.compile(r"^itr_\d+\.pkl$"), "itr_N.pkl"),
+               (re.compile(r"^manifest\.v\d+-\d+\.json$"), "manifest.v.json"),
+               (re.compile(r"^(\.warmstart-probe-).*$"), r"\1"))
+
+    def __init__(self, backing: str, *, overwrite: bool, delete: bool) -> None:
+        super().__init__(backing, 0.0)
+        self.overwrite, self.delete = overwrite, delete
+        self._staging = tempfile.mkdtemp(prefix=".fusefs-staging-",
+                                         dir=os.path.dirname(self.backing))
+        # fd -> (path, staged file, name) until its release; published ones are in _published:
+        # the fd stays open until then, so its number is not reused by another file meanwhile
+        self._open: dict[int, tuple[str, str, str]] = {}
+        self._published: set[int] = set()
+        self._new: dict[str, str] = {}  # a new file's path -> its staged file, until published
+        self._idle = threading.Condition()
+
+    def command(self, line: str) -> None:
+        if line.split() == ["settle"]:
+            threading.Thread(target=self._settle, daemon=True).start()
+        else:
+            super().command(line)
+
+    def _settle(self) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: not self._open)
+        self.say("settled")
+
+    def _object_name(self, path: str) -> str:
+        name = _name(path)
+        for pattern, replacement in self._DIFFER:
+            name = pattern.sub(replacement, name)
+        return name
+
+    def _stage(self, path: str, op: str) -> int:
+        staged = os.path.join(self._staging, f"{len(self._open)}-{threading.get_ident()}-"
+                              f"{time.monotonic_ns()}")
+        fd = os.open(staged, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        name = self._object_name(path)
+        with self._idle:
+            self._open[fd] = (path, staged, name)
+        if op == "create":
+            self._new[path] = staged
+        with self._mutex:
+            self._written.discard(name)  # its first write is a step again
+        self._done(op, name)
+        return fd
+
+    def _publish(self, fh: int) -> None:
+        """The upload completes: the object appears (or replaces the old one) whole."""
+        with self._idle:
+            entry = self._open.get(fh)
+            if entry is None or fh in self._published:
+                return
+            self._published.add(fh)
+        path, staged, name = entry
+        os.replace(staged, self._full(path))
+        self._new.pop(path, None)
+        self._done("publish", name)
+
+    def getattr(self, path, fh=None):
+        staged = self._new.get(path)
+        if staged is not None and not os.path.lexists(self._full(path)):
+            st = os.lstat(staged)
+            return {key: getattr(st, key) for key in (
+                "st_atime", "st_ctime", "st_gid", "st_mode", "st_mtime", "st_nlink", "st_size",
+                "st_uid", "st_ino")}
+        return super().getattr(path, fh)
+
+    def open(self, path, flags):
+        if flags & os.O_ACCMODE == os.O_RDONLY:
+            return super().open(path, flags)
+        if flags & os.O_APPEND:
+            raise FuseOSError(errno.EINVAL)
+        if not flags & os.O_TRUNC or not self.overwrite:
+            raise FuseOSError(errno.EPERM)
+        return self._stage(path, "truncate")
+
+    def create(self, path, mode, fi=None):
+        return self._stage(path, "create")
+
+    def read(self, path, size, offset, fh):
+        if fh in self._open:  # a file being uploaded cannot be read back
+            raise FuseOSError(errno.EBADF)
+        return super().read(path, size, offset, fh)
+
+    def write(self, path, data, offset, fh):
+        if fh not in self._open or fh in self._published:
+            raise FuseOSError(errno.EBADF)
+        if offset != os.fstat(fh).st_size:
+            raise FuseOSError(errno.EINVAL)  # an upload is written in order
+        written = os.pwrite(fh, data, offset)
+        self._done("write", self._object_name(path))
+        return written
+
+    def truncate(self, path, length, fh=None):
+        raise FuseOSError(errno.EPERM)
+
+    def flush(self, path, fh):
+        self._publish(fh)
+        return 0
+
+    def fsync(self, path, datasync, fh):
+        self._publish(fh)
+
+    def release(self, path, fh):
+        if fh in self._open:
+            self._publish(fh)  # a writer killed mid-write: what it wrote is published
+            with self._idle:
+                del self._open[fh]
+                self._published.discard(fh)
+                self._idle.notify_all()
+        os.close(fh)
+        return 0
+
+    def unlink(self, path):
+        if not self.delete:
+            raise FuseOSError(errno.EPERM)
+        os.unlink(self._full(path))
+        self._done("unlink", self._object_name(path))
+
+    def rename(self, old, new):
+        raise FuseOSError(errno.ENOSYS)
+
+    def link(self, target, source):
+        raise FuseOSError(errno.ENOSYS)
+
+    def symlink(self, target, source):
+        raise FuseOSError(errno.ENOSYS)
+
+    def chmod(self, path, mode):
+        raise FuseOSError(errno.EPERM)
+
+    def mknod(self, path, mode, dev):
+        raise FuseOSError(errno.EPERM)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("backing")
     parser.add_argument("mountpoint")
     parser.add_argument("--slow-rename", type=float, default=0.0)
+    parser.add_argument("--object-store", action="store_true")
+    parser.add_argument("--no-overwrite", action="store_true")
+    parser.add_argument("--no-delete", action="store_true")
     args = parser.parse_args()
-    volume = Volume(args.backing, args.slow_rename)
+    volume = (ObjectStore(args.backing, overwrite=not args.no_overwrite,
+                          delete=not args.no_delete)
+              if args.object_store else Volume(args.backing, args.slow_rename))
+    # an object store is told of O_TRUNC at open, not by a truncate before it
+    options = {"atomic_o_trunc": True} if args.object_store else {}
 
     def control() -> None:
         for line in sys.stdin:
@@ -280,7 +442,7 @@ def main() -> None:
     # entry and attribute caches off: every process sees each change at once, as on one disk
     # big_writes: libfuse 2 otherwise passes a 58 MB snapshot on in 14,000 calls of 4 KB
     FUSE(volume, args.mountpoint, foreground=True, nothreads=False, entry_timeout=0,
-         attr_timeout=0, negative_timeout=0, big_writes=True)
+         attr_timeout=0, negative_timeout=0, big_writes=True, **options)
 
 
 if __name__ == "__main__":

@@ -189,6 +189,13 @@ class Config:
         "KEEP_SNAPSHOTS", 0,
         "Keep only the newest N itr_N.pkl files of a run (never the one it started from); "
         "0 keeps all.", minimum=0, maximum=1_000_000)
+    write_mode: str = _setting(
+        "WRITE_MODE", "auto",
+        "How snapshots and records are replaced: rename = temp file then rename (local disk, "
+        "NFS, s3fs, gcsfuse); object = write-once itr_N.pkl and manifest versions, for volumes "
+        "without rename (Mountpoint for S3); auto = rename where a probe of CKPT_DIR finds it "
+        "works, else object (docs/volumes.md).",
+        choices=("auto", "rename", "object"))
     resume_state: str = _setting(
         "RESUME_STATE", "off",
         "full = each snapshot also saves resume-itr_N.npz beside it (replay, RNG, emulator and "

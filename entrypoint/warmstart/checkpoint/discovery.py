@@ -17,20 +17,37 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import records
+from . import object_store, records
 from . import snapshot as snap
+from .manifest import read_manifest
 
 _NAMED = 3
 """Paths named in a log line before the rest are counted: one line stays one line."""
 
 
 def candidates(root: Path) -> Iterator[Path]:
-    """Every file under ``root`` named like an rlpyt snapshot, skipping hidden files and folders."""
+    """Every file under ``root`` named like an rlpyt snapshot, skipping hidden files and folders;
+    in a run written in object mode, only those its manifest commits (``_committed``)."""
     for folder, subdirs, files in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for name in sorted(files):
-            if snap.SNAPSHOT_NAME.match(name):
-                yield Path(folder) / name
+        names = sorted(name for name in files if snap.SNAPSHOT_NAME.match(name))
+        if any(object_store.VERSION.match(name) for name in files):
+            names = _committed(Path(folder), names)
+        for name in names:
+            yield Path(folder) / name
+
+
+def _committed(folder: Path, names: list[str]) -> list[str]:
+    """The snapshots an object-mode run's newest manifest vouches for (``committed``), its
+    write-once itr_N.pkl rather than params.pkl, which is refreshed in place (a kill mid-write
+    publishes a part of it). A file the newest holder's manifest does not vouch for is an
+    interrupted write or a fenced-off late one of a stalled older holder."""
+    manifest = read_manifest(folder)
+    if manifest is None or manifest.get("write_mode") != "object":
+        return names
+    listed = object_store.committed(folder, manifest)
+    stages = [name for name in names if name in listed and name.startswith("itr_")]
+    return stages or [name for name in names if name in listed]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,12 @@ renewed for half the lease (a stall, a volume that does not answer, a paused VM)
 higher holder number in the file; and it puts its number into what it writes (the manifest and
 each snapshot entry). Readers never take or touch the lease (``inspect`` shows it).
 
+On a volume without rename (object mode, ``object_store``) the lease file is replaced in place
+(``O_TRUNC``), so a writer killed mid-write can leave it torn. A torn lease is read as an unknown
+holder: waited for, and taken over once the file has gone unrewritten for a whole lease time (a
+live holder rewrites it six times meanwhile), with a number above every one the run's records
+carry.
+
 The lease time is half of LOCK_WAIT and at least ``MIN_LEASE_S``: 90 s by default, above
 gcsfuse's 60 s attribute cache, and well under the 180 s a second trainer waits.
 """
@@ -32,7 +38,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import RunLockedError, RunRecordError, UserError
-from . import atomic, safe_read
+from . import atomic, object_store, safe_read
 
 FILE = ".warmstart.lease"
 MIN_LEASE_S = 30.0
@@ -141,15 +147,20 @@ def shown(folder: Path) -> str:
     return f"{holder.describe()}: {state}"
 
 
-def _write(folder: Path, holder: Holder) -> None:
-    atomic.write_text(folder / FILE, json.dumps(asdict(holder), indent=1) + "\n")
+def _write(folder: Path, holder: Holder, *, in_place: bool) -> None:
+    text = json.dumps(asdict(holder), indent=1) + "\n"
+    if in_place:  # object mode: no rename
+        object_store.put(folder / FILE, text.encode(), replace=True)
+    else:
+        atomic.write_text(folder / FILE, text)
 
 
 class Lease:
     """A held lease, renewed from a thread until ``release``; ``check`` before every write."""
 
-    def __init__(self, folder: Path, holder: Holder, taken: float) -> None:
+    def __init__(self, folder: Path, holder: Holder, taken: float, *, in_place: bool) -> None:
         self.folder = folder
+        self._in_place = in_place
         self.holder = holder
         self._renewed = taken  # _uptime() before the lease was written
         self._lost: str | None = None
@@ -181,7 +192,7 @@ class Lease:
         began = _uptime()
         renewed = replace(self.holder, expires=time.time() + self.holder.lease_s)
         try:
-            _write(self.folder, renewed)
+            _write(self.folder, renewed, in_place=self._in_place)
         except Exception:  # noqa: BLE001  (a volume error: retried; a stall shows in check)
             return
         self.holder, self._renewed = renewed, began
@@ -228,27 +239,46 @@ class Lease:
         # best effort: a lease that cannot be marked released expires anyway
         with contextlib.suppress(OSError, UserError):
             if (now := read(self.folder)) is not None and now.same(self.holder):
-                _write(self.folder, replace(self.holder, released=True, expires=time.time()))
+                _write(self.folder, replace(self.holder, released=True, expires=time.time()),
+                       in_place=self._in_place)
 
 
-def acquire(folder: Path, *, wait_s: float, lease_s: float,
-            log: Callable[[str], None]) -> Lease:
+def _torn(folder: Path, floor: int, lease_s: float) -> Holder:
+    """A torn lease file as a holder: unknown, live until the file has gone unrewritten for a
+    whole lease time (its time on the volume: counted across restarts, whatever LOCK_WAIT is)."""
+    try:
+        written = os.stat(folder / FILE).st_mtime
+    except OSError:
+        written = 0.0
+    return Holder(number=floor, host="unknown (a torn lease file)", boot="", pid=0,
+                  since=_iso(written), expires=written + lease_s, lease_s=lease_s)
+
+
+def acquire(folder: Path, *, wait_s: float, lease_s: float, log: Callable[[str], None],
+            in_place: bool = False, floor: int = 0) -> Lease:
     """Take ``folder``'s lease, waiting up to ``wait_s`` for a live holder; RunLockedError
-    (exit 5) naming the holder when it is still live then."""
+    (exit 5) naming the holder when it is still live then. The new holder number is above
+    the file's and ``floor`` (the highest the run's records carry). ``in_place``: object
+    mode, where a torn lease file is an unknown holder (``_torn``)."""
     deadline = time.monotonic() + wait_s
     said = False
     while True:
-        current = read(folder)
+        try:
+            current = read(folder)
+        except RunRecordError:
+            if not in_place:
+                raise
+            current = _torn(folder, floor, lease_s)
         if current is None or not current.live():
             began = _uptime()
-            mine = Holder(number=(current.number if current else 0) + 1,
+            mine = Holder(number=max(current.number if current else 0, floor) + 1,
                           host=socket.gethostname(), boot=boot_id(), pid=os.getpid(),
                           since=_iso(time.time()), expires=time.time() + lease_s,
                           lease_s=lease_s)
-            _write(folder, mine)
+            _write(folder, mine, in_place=in_place)
             now = read(folder)
             if now is not None and now.same(mine):
-                return Lease(folder, mine, began)
+                return Lease(folder, mine, began, in_place=in_place)
             continue  # another trainer took it in between: it is live now
         if time.monotonic() >= deadline:
             raise RunLockedError(

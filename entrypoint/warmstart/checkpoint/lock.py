@@ -12,6 +12,10 @@ device under its name is a damaged run record, never written through. Its name s
 dot and matches neither a snapshot nor a temp file, so discovery never reads it and a sweep
 never removes it.
 
+On a volume without rename (object mode) a file is never reopened for writing in place except
+by ``O_TRUNC``: the lock file is then opened read-only when it exists (``flock`` needs no write
+access) and never written; the lease says who holds the run.
+
 ``flock`` holds only within one mount; across nodes the run's lease (``lease``) says who writes.
 ``acquire`` takes the flock; the lease follows at the claim or the first write, within the same
 LOCK_WAIT, and ``RunLock.check`` says before each write whether this process still holds it.
@@ -47,6 +51,12 @@ class RunLock:
         self._lease_s = lease.lease_seconds(wait_s)
         self._wait_s = wait_s
         self._log = log
+        self.in_place = False  # object mode (``use_object_mode``)
+        self._floor = 0
+
+    def use_object_mode(self, floor: int) -> None:
+        """Write the lease in place (no rename), with holder numbers above ``floor``."""
+        self.in_place, self._floor = True, floor
 
     def _leased(self) -> lease.Lease:
         """The run's lease, taken at the first write or claim, waiting up to LOCK_WAIT for a
@@ -55,7 +65,8 @@ class RunLock:
         if self._lease is None:
             self._lease = lease.acquire(
                 self.folder, wait_s=self._wait_s,
-                lease_s=self._lease_s, log=self._log)
+                lease_s=self._lease_s, log=self._log, in_place=self.in_place,
+                floor=self._floor)
         return self._lease
 
     @property
@@ -84,6 +95,8 @@ class RunLock:
         if self._fd is None:
             return
         self._leased()
+        if self.in_place:
+            return
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         try:
             os.ftruncate(self._fd, 0)
@@ -137,6 +150,11 @@ def acquire(folder: Path, *, wait_s: float, log: Callable[[str], None]) -> RunLo
         fd = _open(path, os.O_RDWR | os.O_CREAT)
     except RunRecordError:
         raise
+    except PermissionError as err:  # an object store reopens a file only to replace it
+        try:
+            fd = _open(path, os.O_RDONLY)
+        except OSError:
+            raise volume_error(path, err) from None
     except OSError as err:
         raise volume_error(path, err) from None
     deadline = time.monotonic() + wait_s

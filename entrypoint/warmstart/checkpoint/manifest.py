@@ -3,6 +3,13 @@
 The manifest names the run's parent snapshot, config, budget, every snapshot written, the
 write in progress and the interrupted writes whose files did not land. A manifest that does not hold what this trainer writes is a damaged record:
 readers that only look treat it as absent, a trainer refuses to write into the run.
+
+A run written in object mode (``object_store``: a volume without rename) has no
+``manifest.json`` but write-once versions of it; the newest whole one is the manifest. Each
+manifest carries its writer's holder number and a ``version`` counter, and of a run's
+``manifest.json`` and versions the one highest by (holder, version) wins: a run that moved
+between volumes of either kind reads as it was last written, and a late write from a stalled
+older holder never wins.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunRecordError
-from . import safe_read
+from . import object_store, safe_read
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -58,6 +65,8 @@ MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
     "recorded_settings": _optional(_kind(dict)),
     "writing": _optional(lambda value: _record(value, _WRITE)),
     "holder": _optional(_int),
+    "version": _optional(_int),
+    "write_mode": _optional(lambda value: value in ("rename", "object")),
     "interrupted": _optional(lambda value: isinstance(value, list) and all(
         _record(w, _WRITE) for w in value)),
 }
@@ -65,7 +74,7 @@ MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
 hand edit or a bad disk changed is a damaged record, never a KeyError or TypeError later."""
 
 
-def _manifest_problem(manifest: Any) -> str | None:
+def fields_problem(manifest: Any) -> str | None:
     if not isinstance(manifest, dict):
         return f"it holds a JSON {type(manifest).__name__}, not an object"
     wrong = [k for k, ok in MANIFEST_FIELDS.items() if not ok(manifest.get(k))]
@@ -74,26 +83,42 @@ def _manifest_problem(manifest: Any) -> str | None:
     return None
 
 
-def load_manifest(run_dir: Path) -> dict[str, Any] | None:
-    """The run's manifest, None when the folder has none (not one of ours, or it never got
-    that far); RunRecordError when there is one that cannot be read, is not JSON, or does not
-    hold the fields and types this trainer writes (``MANIFEST_FIELDS``)."""
+def _order(manifest: dict[str, Any]) -> tuple[int, int]:
+    return manifest.get("holder") or 0, manifest.get("version") or 0
+
+
+def newest_record(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
+    """The run's manifest and the file it was read from (``manifest.json`` or its newest whole
+    version), None when the folder has none; RunRecordError as ``load_manifest``."""
     path = run_dir / MANIFEST
+    versioned = object_store.newest_manifest(run_dir, fields_problem)
     try:
         manifest = safe_read.read_json(path)
     except FileNotFoundError:
-        return None
+        return versioned
     except OSError as err:
         problem = err.strerror or str(err)
     except ValueError as err:  # not UTF-8, not JSON, nested too deep
         problem = f"not JSON: {str(err).splitlines()[0]:.80}"
     else:
-        problem = _manifest_problem(manifest)
+        problem = fields_problem(manifest)
         if problem is None:
-            return manifest
+            if versioned is not None and _order(versioned[0]) > _order(manifest):
+                return versioned
+            return manifest, path
+    if versioned is not None:  # a run continued in object mode: its versions are its record
+        return versioned
     raise RunRecordError(
         f"{path}: damaged run record ({problem}); a trainer never writes into a run it cannot "
         f"read: restore the file, or move the folder {run_dir} aside, or use another RUN_NAME.")
+
+
+def load_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The run's manifest, None when the folder has none (not one of ours, or it never got
+    that far); RunRecordError when there is one that cannot be read, is not JSON, or does not
+    hold the fields and types this trainer writes (``MANIFEST_FIELDS``)."""
+    found = newest_record(run_dir)
+    return None if found is None else found[0]
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:

@@ -17,14 +17,18 @@ from . import safe_read
 PROGRESS = "progress.csv"
 
 
-def read_progress(run_dir: Path) -> list[dict[str, str]]:
+def read_progress(run_dir: Path, *, whole_rows: bool = False) -> list[dict[str, str]]:
     """The run's progress.csv rows; none before its first log point. A file that is not
     readable text raises OSError (``safe_read.UnreadableFile`` too), UnicodeDecodeError or
-    csv.Error."""
+    csv.Error. ``whole_rows``: the file was rewritten in place (object mode), so a writer
+    killed mid-write leaves a prefix of it: a last line without its newline is that torn
+    row, and is dropped (the next log point writes the file whole again)."""
     try:
         text = safe_read.read_text(run_dir / PROGRESS, limit=safe_read.CSV_LIMIT)
     except FileNotFoundError:
         return []
+    if whole_rows and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
     return list(csv.DictReader(io.StringIO(text, newline="")))
 
 

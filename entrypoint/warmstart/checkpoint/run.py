@@ -14,6 +14,9 @@ progress) is settled before anything else is written (``RunDir.claim``): each of
 that landed with that sha256 gets its snapshot entry, and the hash of one that did not land
 stays vouched for under ``interrupted`` (a rename a network volume completes after its caller
 is gone lands late). A run's own interrupted writes never lock it out.
+
+On a volume without rename the run is written in object mode (``object_store``, chosen at the
+start by ``capabilities``): write-once itr_N.pkl and manifest versions instead of replacements.
 """
 
 from __future__ import annotations
@@ -39,10 +42,10 @@ from ..errors import (
     UserError,
     VolumeUnavailableError,
 )
-from . import atomic, lock, resume_state, safe_read
+from . import atomic, lock, object_store, resume_state, safe_read
 from . import snapshot as snap
 from .counters import Budget
-from .manifest import MANIFEST, MANIFEST_FORMAT, load_manifest
+from .manifest import MANIFEST, MANIFEST_FORMAT, fields_problem, load_manifest
 from .records import PARAMS_JSON
 from .rows import PROGRESS, read_progress, rows_problem
 from .volume_io import VOLUME
@@ -114,8 +117,13 @@ class RunDir:
         self._gap_itrs = max(1, config.snapshot_every // self.budget.shape.steps_per_itr)
         self.protected: Path | None = None  # the snapshot this process started from
         self._written: dict[str, tuple[int, ...]] = {}  # file -> identity when this process
-        try:                                            # wrote or checked it (``_check_own``)
-            self._rows: list[dict[str, Any]] = read_progress(self.path)
+        # wrote or checked it (``_check_own``); the write mode the run was last written in,
+        # until the start's probe of the volume says which this process uses (``use``)
+        self.write_mode: str = manifest.get("write_mode") or "rename"
+        self._deleter = object_store.Deleter(log)
+        try:
+            self._rows: list[dict[str, Any]] = read_progress(
+                self.path, whole_rows=self.write_mode == "object")
             problem = rows_problem(self._rows)
         except (OSError, csv.Error, UnicodeDecodeError) as err:
             text = (err.strerror if isinstance(err, OSError) else None) or str(err)
@@ -130,6 +138,13 @@ class RunDir:
     def name(self) -> str:
         return self.path.name
 
+    def use(self, write_mode: str) -> None:
+        """Write the run in ``write_mode`` (``capabilities``): in object mode the lease too is
+        replaced in place, under a holder number above every one the run's records carry."""
+        self.write_mode = write_mode
+        if write_mode == "object":
+            self._lock.use_object_mode(floor=object_store.highest_holder(self.manifest))
+
     @property
     def budget(self) -> Budget:
         b = self.manifest["budget"]
@@ -143,7 +158,7 @@ class RunDir:
 
     @classmethod
     def create(cls, path: Path, config: Config, *, engine: str, n_actions: int,
-               parent: snap.Snapshot | None, budget: Budget,
+               parent: snap.Snapshot | None, budget: Budget, write_mode: str = "rename",
                log: Callable[[str], None] = print) -> RunDir:
         """Make the folder, lock it and write its manifest and params.json before any training.
 
@@ -178,6 +193,8 @@ class RunDir:
                 f"RUN_NAME={config.run_name}: {path} holds {', '.join(foreign[:3])} but no "
                 f"{MANIFEST}: not a run this trainer started, and a trainer never writes into "
                 "another run; use another RUN_NAME (INIT_SNAPSHOT can name its snapshot).")
+        if write_mode == "object":
+            held.use_object_mode(floor=0)
         held.claim()
         manifest = {
             "format": MANIFEST_FORMAT,
@@ -199,8 +216,9 @@ class RunDir:
             "snapshots": [],
         }
         run = cls(path, config, manifest, held, log=log)
+        run.write_mode = write_mode
         run._write_manifest()
-        atomic.write_text(path / PARAMS_JSON, json.dumps(run._rlpyt_params(), indent=2) + "\n")
+        run._put(PARAMS_JSON, (json.dumps(run._rlpyt_params(), indent=2) + "\n").encode())
         return run
 
     @classmethod
@@ -232,12 +250,7 @@ class RunDir:
 
     def _holds(self, name: str, sha256: str) -> bool:
         """Whether the run folder's ``name`` is a regular file with exactly these bytes."""
-        try:
-            data = safe_read.read_bytes(self.path / name, limit=safe_read.SNAPSHOT_LIMIT,
-                                        flags=os.O_NOFOLLOW)
-        except OSError:
-            return False
-        return hashlib.sha256(data).hexdigest() == sha256
+        return object_store.holds(self.path / name, sha256)
 
     def _settle_writing(self) -> None:
         """Record how the snapshot write an earlier process was killed in ended, before this
@@ -260,7 +273,7 @@ class RunDir:
             entries.append({"file": name, "itr": itr, "cum_steps": cum_steps, "sha256": digest,
                             "written": writing.get("started", _now())}
                            | {k: writing[k] for k in ("resume_state", "resume_state_bytes",
-                                                      "holder") if k in writing})
+                                                      "holder", "stage") if k in writing})
         self.manifest["snapshots"] = entries
         if missed:
             kept = self.manifest.get("interrupted") or []
@@ -313,9 +326,28 @@ class RunDir:
         self._lock.check()
         self.manifest["holder"] = self._lock.holder
         self.manifest["updated"] = _now()
-        text = json.dumps(self.manifest, indent=2) + "\n"
-        self._on_volume("write", self.path / MANIFEST,
-                        lambda: atomic.write_text(self.path / MANIFEST, text))
+        self.manifest["version"] = (self.manifest.get("version") or 0) + 1
+        self.manifest["write_mode"] = self.write_mode
+        if self.write_mode == "object":
+            record = dict(self.manifest)
+            path = self.path / object_store.version_name(record["holder"], record["version"])
+            written = self._on_volume("write", path,
+                                      lambda: object_store.write_manifest(self.path, record))
+            self._on_volume("prune", self.path,
+                            lambda: self._deleter.old_versions(self.path, written))
+        else:
+            text = json.dumps(self.manifest, indent=2) + "\n"
+            self._on_volume("write", self.path / MANIFEST,
+                            lambda: atomic.write_text(self.path / MANIFEST, text))
+
+    def _put(self, name: str, data: bytes) -> None:
+        """Replace a record that is not a snapshot (params.json, progress.csv): atomically, or
+        in object mode in place (a torn one is tolerated by its reader)."""
+        path = self.path / name
+        if self.write_mode == "object":
+            self._on_volume("write", path, lambda: object_store.put(path, data, replace=True))
+        else:
+            self._on_volume("write", path, lambda: atomic.write_bytes(path, data))
 
     def snapshot_files(self, itr: int, *, final: bool) -> list[str]:
         """Which files a snapshot at ``itr`` goes to under SNAPSHOT_MODE (rlpyt's modes).
@@ -376,6 +408,11 @@ class RunDir:
         if resume is not None:
             self.manifest["writing"] |= {"resume_state": resume.name,
                                          "resume_state_bytes": resume_bytes}
+        if self.write_mode == "object":
+            object_store.save_snapshot(self, files, data, self.manifest.pop("writing"))
+            self._prune()
+            self._on_volume("prune", self.path, lambda: resume_state.prune(self.path, keep=resume))
+            return time.perf_counter() - started
         self._write_manifest()
         entries = [e for e in self.manifest["snapshots"] if e["file"] not in files]
         for name in files:
@@ -414,6 +451,10 @@ class RunDir:
         return snap.AsyncCounters(opt_itr=int(began.get("itr") or 0) + since, sampler_itr=itr,
                                   cum_updates=updates)
 
+    def wrote(self, name: str) -> None:
+        """Note ``name`` as this process just wrote it: ``_check_own`` need not hash it again."""
+        self._written[name] = _identity(os.lstat(self.path / name))
+
     def _check_own(self, name: str) -> None:
         """Refuse to replace ``name`` unless this run wrote it: the manifest lists it with the
         sha256 of the bytes on disk now (a file this process wrote or checked and that has not
@@ -431,6 +472,13 @@ class RunDir:
         for write in [self.manifest.get("writing"), *(self.manifest.get("interrupted") or [])]:
             if write is not None and name in write["files"]:  # a kill came before the entry
                 vouched.add(write["sha256"])
+                if self.write_mode == "object":  # what it published when killed: a prefix
+                    self._written[name] = _identity(info)
+                    return
+        if self.write_mode == "object" and name in object_store.ever_listed(
+                self.path, fields_problem):  # a fenced-off late write: the run's own
+            self._written[name] = _identity(info)
+            return
         if not vouched:
             why = "the run's manifest does not list it"
         else:
@@ -462,8 +510,8 @@ class RunDir:
                   if e["file"].startswith("itr_") and snap.SNAPSHOT_NAME.match(e["file"])}
         numbered = [self.path / name for name in sorted(listed, key=listed.get, reverse=True)]
         doomed = [p for p in numbered[keep:] if p != self.protected]
-        for path in doomed:
-            self._on_volume("delete", path, lambda path=path: path.unlink(missing_ok=True))
+        doomed = [p for p in doomed
+                  if self._on_volume("delete", p, lambda p=p: self._deleter.delete(p))]
         if doomed:
             names = {p.name for p in doomed}
             self.manifest["snapshots"] = [e for e in self.manifest["snapshots"]
@@ -502,8 +550,7 @@ class RunDir:
         writer.writeheader()
         writer.writerows(self._rows)
         self._lock.check()
-        self._on_volume("write", self.path / PROGRESS,
-                        lambda: atomic.write_text(self.path / PROGRESS, out.getvalue()))
+        self._put(PROGRESS, out.getvalue().encode())
 
     def record_start(self, info: dict[str, Any]) -> None:
         """Note what this process runs with beyond the config (threads, device, determinism,

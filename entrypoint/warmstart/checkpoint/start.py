@@ -37,7 +37,7 @@ from ..config import (
     settings,
 )
 from ..errors import ConfigError, RunRecordError, SnapshotError
-from . import atomic, chain, discovery, lock, progress, records, volume
+from . import atomic, capabilities, chain, discovery, lock, progress, records, volume
 from . import snapshot as snap
 from .counters import Budget
 from .manifest import load_manifest
@@ -231,6 +231,19 @@ def _plan_of(start: StartPoint, target_itr: int) -> Plan:
                 start.first_itr, start.resume_state is not None)
 
 
+def _write_mode(config: Config, log: Callable[[str], None]) -> str:
+    """Probe the volume (``capabilities``) once every read-only check has passed and before
+    the run is claimed or made: the write mode, or one VolumeError line with nothing written
+    but the probe's own hidden file."""
+    mode = capabilities.write_mode(config.ckpt_dir, config.write_mode, log)
+    if mode == "object" and config.resume_state == "full":
+        raise ConfigError(
+            f"RESUME_STATE=full needs a volume that renames (resume-itr_N.npz is streamed to a "
+            f"temp file and renamed) but CKPT_DIR={config.ckpt_dir} is written in object mode; "
+            "set RESUME_STATE=off, or use a volume with rename (docs/volumes.md).")
+    return mode
+
+
 def _take_over(run: RunDir, start: StartPoint) -> None:
     """Make the resumed run this process's, once every check passed: its own files checked
     (exit 7 leaves the run as it was), then the claim (lock, lease, an interrupted write
@@ -405,6 +418,7 @@ def _restarted_job(config: Config, log: Callable[[str], None],
     with unfinished.failing_records(log):
         start = _resume(unfinished, config, log)
     check(_plan_of(start, unfinished.budget.target_itr))  # a refusal leaves the run as it was
+    unfinished.use(_write_mode(start.config, log))
     with unfinished.failing_records(log):
         _take_over(unfinished, start)
     return start
@@ -427,6 +441,7 @@ def prepare(config: Config, *, engine: str, n_actions: int, log: Callable[[str],
                     return None
                 start = _resume(existing, config, log)
             check(_plan_of(start, target_itr))  # a refusal leaves even the status as it was
+            existing.use(_write_mode(start.config, log))
             with existing.failing_records(log):
                 _take_over(existing, start)
                 _extend(existing, target_itr, config, log)
@@ -468,9 +483,10 @@ def prepare(config: Config, *, engine: str, n_actions: int, log: Callable[[str],
     _check_derived(config, shape, taken, where, parent)
     _check_reach(config, budget)
     check(Plan(config, budget, first_itr, restores_replay=False))
+    write_mode = _write_mode(config, log)
     name = config.run_name or next_run_name(config.ckpt_dir)
     run = RunDir.create(config.ckpt_dir / name, config, engine=engine, n_actions=n_actions,
-                        parent=parent, budget=budget, log=log)
+                        parent=parent, budget=budget, write_mode=write_mode, log=log)
     with run.failing_records(log):
         run.set_target(budget.target_itr, steps=config.steps)
         if where is not None:

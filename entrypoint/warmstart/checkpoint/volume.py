@@ -1,17 +1,16 @@
-"""Checks on the checkpoint volume before training: it exists, we can write, there is room.
+"""Checks on the checkpoint volume before training: it exists and there is room.
 
-Each problem is one ``VolumeError`` line saying what to do, raised before any run folder or
-snapshot is written, so a misconfigured mount costs seconds, not a training job.
+Each problem is one ``VolumeError`` line saying what to do, raised before anything is written,
+so a misconfigured mount costs seconds, not a training job. What the volume can write (rename,
+overwrite, append, delete) is probed later, by ``capabilities``.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from ..errors import VolumeError
-from . import atomic
 
 SNAPSHOTS_OF_ROOM = 2
 """A new snapshot is written beside the previous one before it replaces it: room for two."""
@@ -41,14 +40,10 @@ def folder(ckpt_dir: Path) -> Path:
 
 
 def check(ckpt_dir: Path, *, n_actions: int, dueling: bool) -> None:
-    """Raise ``VolumeError`` unless ``ckpt_dir`` is a writable folder with room for two snapshots."""
+    """Raise ``VolumeError`` unless ``ckpt_dir`` is a folder with room for two snapshots. Reads
+    only: whether it can be written, and how, is probed once the run's own checks have passed
+    (``capabilities``)."""
     folder(ckpt_dir)
-    probe = ckpt_dir / f".write-probe{atomic.TEMP_MARKER}{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise atomic.volume_error(ckpt_dir, err) from None
     need = SNAPSHOTS_OF_ROOM * snapshot_bytes(n_actions, dueling)
     free = shutil.disk_usage(ckpt_dir).free
     if free < need:

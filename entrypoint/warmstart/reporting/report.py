@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..checkpoint import object_store
 from ..checkpoint.counters import steps_done
-from ..checkpoint.manifest import MANIFEST, read_manifest
+from ..checkpoint.manifest import MANIFEST, newest_record
 from ..checkpoint.rows import PROGRESS, read_progress
-from ..errors import SnapshotError
+from ..errors import RunRecordError, SnapshotError
 from .curve import SHORT_SERIES
 from .lineage import EVAL_SCORE, SCORE, read_run, score_curve
 from .table import text_table
@@ -122,8 +123,11 @@ def read_row(run_dir: Path, now: float, abandoned_after_s: float) -> RunRow:
     except (OSError, csv.Error, UnicodeDecodeError) as err:
         row.note(PROGRESS, f"unreadable ({err})")
         rows = []
-    manifest = read_manifest(run_dir)
-    if manifest is None:  # an rlpyt run (or a damaged one of ours): read as lineage reads it
+    try:
+        found = newest_record(run_dir)
+    except RunRecordError:
+        found = None
+    if found is None:  # an rlpyt run (or a damaged one of ours): read as lineage reads it
         run, _ = read_run(run_dir)
         row.status, row.reached = run.status, run.end_steps or None
         if (run_dir / MANIFEST).exists():
@@ -131,7 +135,8 @@ def read_row(run_dir: Path, now: float, abandoned_after_s: float) -> RunRow:
             row.status = DAMAGED
         row.train_curve, row.eval_curve = run.train_curve, run.eval_curve
         return row
-    age_s = now - (run_dir / MANIFEST).stat().st_mtime
+    manifest, record = found
+    age_s = now - record.stat().st_mtime
     row.updated_age_s = age_s
     _from_manifest(row, manifest, age_s, abandoned_after_s)
     row.train_curve = score_curve(rows, SCORE)
@@ -140,7 +145,8 @@ def read_row(run_dir: Path, now: float, abandoned_after_s: float) -> RunRow:
 
 
 def _is_run(path: Path) -> bool:
-    return path.is_dir() and ((path / MANIFEST).exists() or (path / PROGRESS).exists())
+    return path.is_dir() and ((path / MANIFEST).exists() or (path / PROGRESS).exists()
+                              or bool(object_store.versions(path)))
 
 
 def _status_rank(status: str) -> int:

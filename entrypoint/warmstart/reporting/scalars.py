@@ -9,13 +9,21 @@ short, which TensorBoard skips. A process's first row sets ``purge_step``: Tenso
 drops what an earlier process of the same run logged from that step on, so a resumed run shows
 one curve, not two overlapping ones.
 
+A volume without rename or append (object mode, ``checkpoint.object_store``) gets the event
+files whole: the writer appends to a local copy in a private temporary folder, and each log
+point copies it over the run folder's one in place (a kill mid-copy cuts the last records short,
+as above).
+
 TensorBoard is optional: without the ``tensorboard`` package the job says so in one log line
 and goes on with progress.csv alone.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,8 +32,13 @@ from typing import Any
 class ScalarLog:
     """Mirrors progress rows into TensorBoard event files in ``run_dir`` (when installed)."""
 
-    def __init__(self, run_dir: Path, log: Callable[[str], None]) -> None:
+    def __init__(self, run_dir: Path, log: Callable[[str], None], *,
+                 whole_files: bool = False) -> None:
         self.run_dir = run_dir
+        self._local: Path | None = None
+        if whole_files:  # object mode: written here, copied whole at each log point
+            self._local = Path(tempfile.mkdtemp(prefix="warmstart-events-"))
+            atexit.register(shutil.rmtree, self._local, ignore_errors=True)
         self.enabled = importlib.util.find_spec("tensorboard") is not None
         if not self.enabled:
             log("tensorboard is not installed: no event files (progress.csv has the same "
@@ -40,7 +53,12 @@ class ScalarLog:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.run_dir), purge_step=step)
+            self._writer = SummaryWriter(str(self._local or self.run_dir), purge_step=step)
         for tag, value in row.items():
             self._writer.add_scalar(tag, float(value), global_step=step)
         self._writer.flush()
+        if self._local is not None:
+            from ..checkpoint import object_store
+
+            for events in sorted(self._local.iterdir()):
+                object_store.put(self.run_dir / events.name, events.read_bytes(), replace=True)

@@ -203,7 +203,7 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
         periodic = PeriodicEvaluation(config, engine.device, run.last_evaluated_cum_steps,
                                       steps_per_itr=per_itr)
     cum_eval_time = float(last_row.get("Diagnostics/CumEvalTime") or 0.0)
-    scalars = ScalarLog(run.path, log)
+    scalars = ScalarLog(run.path, log, whole_files=run.write_mode == "object")
 
     for itr in range(start.first_itr, budget.target_itr + 1):
         epsilon, finished = engine.sample(itr)
