@@ -162,6 +162,7 @@ class S3Volume:
 
     mountpoint: Path
     proxy: Proxy
+    moto_port: int
     moto_log: Path
     trainers: list[subprocess.Popen] = field(default_factory=list)
 
@@ -169,6 +170,13 @@ class S3Volume:
         """How many requests of each method moto has answered so far."""
         return collections.Counter(m.group(1) for m in REQUEST.finditer(
             self.moto_log.read_text(errors="replace")))
+
+    def open_uploads(self) -> int:
+        """Multipart uploads begun and neither completed nor aborted (asked of moto directly,
+        not through the proxy): what a bucket's lifecycle rule would have to clean up."""
+        url = f"http://127.0.0.1:{self.moto_port}/{BUCKET}?uploads"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.read().count(b"<UploadId>")
 
     def start(self, log: Path, settings: dict[str, str]) -> subprocess.Popen:
         """`warmstart train` with CKPT_DIR on the bucket, in a process group of its own, its
@@ -260,7 +268,7 @@ def s3_volume(tmp_path: Path) -> Iterator[S3Volume]:
             s3fs = subprocess.Popen(["s3fs", BUCKET, str(mountpoint), "-f", "-o", options],
                                     stdout=out, stderr=subprocess.STDOUT)
         _wait_for("s3fs", lambda: os.path.ismount(mountpoint), s3fs, s3fs_log)
-        volume = S3Volume(mountpoint, proxy, moto_log)
+        volume = S3Volume(mountpoint, proxy, moto_port, moto_log)
         yield volume
     finally:
         for trainer in volume.trainers if volume else ():

@@ -160,6 +160,7 @@ def test_random_sigkills_always_resume_from_the_newest_intact_snapshot(tmp_path:
                   + (" (killed while writing a snapshot)" if writing else ""))
         said = resumed.search(_finish(volume, tmp_path / "last.log", BUSY))
         assert said and int(said.group(1)) >= visible
+        print(f"multipart uploads left open on the bucket: {volume.open_uploads()}")
 
 
 def test_a_short_outage_stalls_then_the_run_continues(tmp_path: Path) -> None:
