@@ -153,7 +153,8 @@ class Proxy:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-REQUEST = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) \S+ HTTP/')
+REQUEST = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|PUT|POST|HEAD|DELETE) \S+ HTTP/')
+"""A request in moto's log (werkzeug's: a status other than 200 comes in terminal colours)."""
 
 
 @dataclass
