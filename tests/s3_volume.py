@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import clean_env
+from conftest import clean_env, start_train
 
 BUCKET = "ckpt"
 MOTO_SERVER = Path(sys.prefix) / "s3-server" / "bin" / "moto_server"
@@ -182,11 +182,7 @@ class S3Volume:
     def start(self, log: Path, settings: dict[str, str]) -> subprocess.Popen:
         """`warmstart train` with CKPT_DIR on the bucket, in a process group of its own, its
         output to ``log``; killed at the end of the test if it still runs."""
-        with log.open("w") as out:
-            trainer = subprocess.Popen(
-                [sys.executable, "-m", "warmstart", "train"], stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-                env=clean_env(CKPT_DIR=str(self.mountpoint), **settings))
+        trainer = start_train(self.mountpoint, log, settings)
         self.trainers.append(trainer)
         return trainer
 

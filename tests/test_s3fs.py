@@ -54,6 +54,16 @@ def _wait_for_snapshot(run: Path, trainer: subprocess.Popen, log: Path) -> dict:
     raise AssertionError(f"no snapshot listed in {WAIT_S}s:\n{log.read_text()}")
 
 
+def _past_first_snapshot(volume: S3Volume, tmp_path: Path,
+                         settings: dict[str, str]) -> tuple[Path, Path, subprocess.Popen]:
+    """A trainer on the bucket, once its first snapshot is listed: the run folder, the log
+    and the process."""
+    run, log = volume.mountpoint / settings["RUN_NAME"], tmp_path / "trainer.log"
+    trainer = volume.start(log, settings)
+    _wait_for_snapshot(run, trainer, log)
+    return run, log, trainer
+
+
 def _wait_for_line(trainer: subprocess.Popen, log: Path, text: str) -> str:
     """The trainer's output so far, once it holds ``text``."""
     deadline = time.monotonic() + WAIT_S
@@ -97,6 +107,16 @@ def _finish(volume: S3Volume, log: Path, settings: dict[str, str]) -> str:
 def _count(requests: dict[str, int]) -> str:
     by_method = ", ".join(f"{n} {method}" for method, n in sorted(requests.items()))
     return f"{sum(requests.values())} requests ({by_method})"
+
+
+def _ended_in_one_line(run: Path, code: int, output: str, expected: int) -> None:
+    """The trainer exited ``expected`` with one error line naming a file of the run, no
+    traceback, and left the run's last complete snapshot intact."""
+    assert code == expected, output
+    assert "Traceback" not in output, output
+    assert output.count("warmstart: error: ") == 1, output
+    assert f"warmstart: error: {run}/" in output, output
+    _intact(run)
 
 
 def _said(output: str) -> str:
@@ -174,9 +194,7 @@ def test_a_short_outage_stalls_then_the_run_continues(tmp_path: Path) -> None:
     lease): the trainer says the call stalled, retries it when it fails, and the run finishes."""
     settings = BUSY | STALL | {"LOCK_WAIT": "600"}
     with s3_volume(tmp_path) as volume:
-        run, log = volume.mountpoint / "job", tmp_path / "trainer.log"
-        trainer = volume.start(log, settings)
-        _wait_for_snapshot(run, trainer, log)
+        run, log, trainer = _past_first_snapshot(volume, tmp_path, settings)
         volume.proxy.refuse()
         time.sleep(50)
         volume.proxy.up()
@@ -196,18 +214,12 @@ def test_an_outage_beyond_the_retry_window_exits_10_and_a_restart_resumes(
     last snapshot intact; with the endpoint back, a restart resumes and finishes."""
     settings = BUSY | STALL | {"LOCK_WAIT": "60"}  # a 30 s lease: a short retry window
     with s3_volume(tmp_path) as volume:
-        run, log = volume.mountpoint / "job", tmp_path / "trainer.log"
-        trainer = volume.start(log, settings)
-        _wait_for_snapshot(run, trainer, log)
+        run, log, trainer = _past_first_snapshot(volume, tmp_path, settings)
         volume.proxy.refuse()
         code, output = _wait(trainer, log)
         volume.proxy.up()
         print("\n" + _said(output))
-        assert code == 10, output
-        assert "Traceback" not in output, output
-        assert output.count("warmstart: error: ") == 1, output
-        assert f"warmstart: error: {run}/" in output, output
-        _intact(run)
+        _ended_in_one_line(run, code, output, 10)
         _finish(volume, tmp_path / "restart.log", settings)
 
 
@@ -217,9 +229,7 @@ def test_sigterm_during_an_outage_exits_11_and_a_restart_resumes(tmp_path: Path)
     intact; with the endpoint back, a restart resumes from it and finishes."""
     settings = BUSY | STALL | {"LOCK_WAIT": "600"}
     with s3_volume(tmp_path) as volume:
-        run, log = volume.mountpoint / "job", tmp_path / "trainer.log"
-        trainer = volume.start(log, settings)
-        _wait_for_snapshot(run, trainer, log)
+        run, log, trainer = _past_first_snapshot(volume, tmp_path, settings)
         volume.proxy.hang()
         _wait_for_line(trainer, log, "stalled")
         sent = time.monotonic()
@@ -228,9 +238,5 @@ def test_sigterm_during_an_outage_exits_11_and_a_restart_resumes(tmp_path: Path)
         stop_s = time.monotonic() - sent
         volume.proxy.up()
         print(f"\nSIGTERM during a stall to exit: {stop_s:.1f}s\n" + _said(output))
-        assert code == 11, output
-        assert "Traceback" not in output, output
-        assert output.count("warmstart: error: ") == 1, output
-        assert f"warmstart: error: {run}/" in output, output
-        _intact(run)
+        _ended_in_one_line(run, code, output, 11)
         _finish(volume, tmp_path / "restart.log", settings)
