@@ -33,7 +33,10 @@ venv: $(VENV_STAMP)
 
 # torch alone comes from the chosen index (--no-deps: everything else, its dependencies
 # included, comes from PyPI at the pinned versions, which the installed torch then satisfies).
-$(VENV_STAMP): pyproject.toml docker/requirements.txt tests/requirements.txt
+# moto's server for the s3fs tests goes into a virtualenv of its own, .venv/s3-server: its pins
+# clash with the image's (tests/requirements-s3.txt says which).
+$(VENV_STAMP): pyproject.toml docker/requirements.txt tests/requirements.txt \
+		tests/requirements-s3.txt
 	$(PYTHON) -m venv $(VENV)
 	@index="$(strip $(TORCH_INDEX))"; pip="$(VENV)/bin/pip"; \
 	if [ -z "$$index" ] && ! command -v nvidia-smi >/dev/null 2>&1 && [ ! -e /dev/nvidia0 ]; then \
@@ -53,6 +56,8 @@ $(VENV_STAMP): pyproject.toml docker/requirements.txt tests/requirements.txt
 	fi
 	$(VENV)/bin/pip install --quiet -r docker/requirements.txt -r tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --no-deps -e .
+	$(PYTHON) -m venv $(VENV)/s3-server
+	$(VENV)/s3-server/bin/pip install --quiet -r tests/requirements-s3.txt
 	touch $@
 
 # Whether a URL answers within 3 s, DNS included (urlopen's timeout does not cover DNS).

@@ -71,6 +71,15 @@ def warmstart(*args: str, timeout: float = 600, **settings: str) -> subprocess.C
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def start_train(ckpt: Path, log: Path, settings: dict[str, str]) -> subprocess.Popen:
+    """`warmstart train` on ``ckpt`` in a process group of its own (a test can signal or kill
+    it whole), its output to ``log``."""
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "warmstart", "train"], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env=clean_env(CKPT_DIR=str(ckpt), **settings))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that share a module- or session-scoped fixture form one xdist group.
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import REPO, clean_env
+from conftest import REPO, start_train
 
 WAIT_S = 600
 """Only against a hang: how long a trainer may take to reach a step before the test fails."""
@@ -49,11 +49,7 @@ class Volume:
     def start(self, log: Path, settings: dict[str, str]) -> subprocess.Popen:
         """`warmstart train` on this volume, in a process group of its own, its output to
         ``log``; stopped when the volume is unmounted."""
-        with log.open("w") as out:
-            trainer = subprocess.Popen(
-                [sys.executable, "-m", "warmstart", "train"], stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-                env=clean_env(CKPT_DIR=str(self.mountpoint), **settings))
+        trainer = start_train(self.mountpoint, log, settings)
         self.trainers.append(trainer)
         return trainer
 
