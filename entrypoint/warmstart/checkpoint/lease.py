@@ -37,8 +37,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..errors import RunLockedError, RunRecordError, UserError
+from ..errors import RunLockedError, RunRecordError, UserError, VolumeError
 from . import atomic, object_store, safe_read
+from .volume_io import TRANSIENT
 
 FILE = ".warmstart.lease"
 MIN_LEASE_S = 30.0
@@ -114,13 +115,18 @@ _FIELDS = {"number": int, "host": str, "boot": str, "pid": int, "since": str,
 
 def read(folder: Path) -> Holder | None:
     """The run's lease as its file says, None without one; RunRecordError when the file is not
-    a lease this trainer wrote (the message says how to break it)."""
+    a lease this trainer wrote (the message says how to break it), VolumeError when the volume
+    could not be read (an outage: nothing is known about the lease)."""
     path = folder / FILE
     try:
         data = safe_read.read_json(path)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as err:
+    except OSError as err:
+        if err.errno in TRANSIENT:  # an outage, not a damaged lease: said as the volume's
+            raise atomic.volume_error(path, err) from None
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+    except ValueError as err:
         problem = str(err).splitlines()[0] if str(err) else type(err).__name__
     else:
         if isinstance(data, dict) and all(
@@ -138,7 +144,7 @@ def shown(folder: Path) -> str:
     """The lease for a reader (``inspect``): who holds the run and until when; never raises."""
     try:
         holder = read(folder)
-    except RunRecordError as err:
+    except (RunRecordError, VolumeError) as err:
         return str(err)
     if holder is None:
         return "none (no trainer has written this folder since leases were kept)"
@@ -177,6 +183,8 @@ class Lease:
     def _renew_once(self) -> None:
         try:
             now = read(self.folder)
+        except VolumeError:  # not read this time (an outage): not renewed, retried next time
+            return
         except RunRecordError as err:
             now, problem = None, str(err)
         else:
@@ -293,9 +301,10 @@ def acquire(folder: Path, *, wait_s: float, lease_s: float, log: Callable[[str],
 
 
 def live(folder: Path) -> bool:
-    """Whether another process holds ``folder``'s lease now (a damaged file: no)."""
+    """Whether another process holds ``folder``'s lease now (a damaged or unreadable file:
+    no)."""
     try:
         holder = read(folder)
-    except RunRecordError:
+    except (RunRecordError, VolumeError):
         return False
     return holder is not None and holder.live()

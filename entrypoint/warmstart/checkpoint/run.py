@@ -218,7 +218,7 @@ class RunDir:
         run = cls(path, config, manifest, held, log=log)
         run.write_mode = write_mode
         run._write_manifest()
-        run._put(PARAMS_JSON, (json.dumps(run._rlpyt_params(), indent=2) + "\n").encode())
+        run.put_record(PARAMS_JSON, (json.dumps(run._rlpyt_params(), indent=2) + "\n").encode())
         return run
 
     @classmethod
@@ -340,9 +340,11 @@ class RunDir:
             self._on_volume("write", self.path / MANIFEST,
                             lambda: atomic.write_text(self.path / MANIFEST, text))
 
-    def _put(self, name: str, data: bytes) -> None:
-        """Replace a record that is not a snapshot (params.json, progress.csv): atomically, or
-        in object mode in place (a torn one is tolerated by its reader)."""
+    def put_record(self, name: str, data: bytes) -> None:
+        """Replace a record that is not a snapshot (params.json, progress.csv, TensorBoard's
+        event files): atomically, or in object mode in place (a torn one is tolerated by its
+        reader); through the volume's worker, retried as every write."""
+        self._lock.check()
         path = self.path / name
         if self.write_mode == "object":
             self._on_volume("write", path, lambda: object_store.put(path, data, replace=True))
@@ -549,8 +551,7 @@ class RunDir:
         writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(self._rows)
-        self._lock.check()
-        self._put(PROGRESS, out.getvalue().encode())
+        self.put_record(PROGRESS, out.getvalue().encode())
 
     def record_start(self, info: dict[str, Any]) -> None:
         """Note what this process runs with beyond the config (threads, device, determinism,

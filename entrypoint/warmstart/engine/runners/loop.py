@@ -22,7 +22,6 @@ import torch
 
 from ...checkpoint.counters import counters
 from ...checkpoint.start import StartPoint
-from ...checkpoint.volume_io import VOLUME
 from ...config import Config
 from ...errors import TrainingDivergedError
 from ...reporting.scalars import ScalarLog
@@ -203,7 +202,7 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
         periodic = PeriodicEvaluation(config, engine.device, run.last_evaluated_cum_steps,
                                       steps_per_itr=per_itr)
     cum_eval_time = float(last_row.get("Diagnostics/CumEvalTime") or 0.0)
-    scalars = ScalarLog(run.path, log, whole_files=run.write_mode == "object")
+    scalars = ScalarLog(log)
 
     for itr in range(start.first_itr, budget.target_itr + 1):
         epsilon, finished = engine.sample(itr)
@@ -265,8 +264,9 @@ def train(engine: Engine, config: Config, start: StartPoint, stop: StopRequest,
             if periodic is not None:
                 row |= _eval_columns(evaluation, cum_eval_time, row["Diagnostics/CumTime (s)"])
             run.log_row(row)
-            # TensorBoard's flush waits for its writer: on the volume's worker, as every write
-            VOLUME.call("TensorBoard flush", run.path, lambda row=row: scalars.add(row))
+            scalars.add(row)
+            for name, data in scalars.changed():
+                run.put_record(name, data)
             seconds = run.save_snapshot(itr, engine.state, final=final)
             if seconds:
                 log(f"snapshot {counters(itr, budget.cum_steps(itr))} written in "
