@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,9 @@ SHORT_RUN = {
 FILES_ONLY_RUN = SHORT_RUN | {"MIN_STEPS_LEARN": "100000"}
 """A short run without updates, for tests about the files a run leaves, not about learning:
 its snapshots have rlpyt's full structure and it takes a quarter of the time."""
+EVAL_RUN = SHORT_RUN | {"SEED": "3", "EVAL_EVERY": "200", "EVAL_EPISODES": "1",
+                        "LEARNING_CURVE": "1"}
+"""A short run that evaluates one game at each log point and draws its learning curve."""
 
 
 def fixtures_dir() -> Path:
@@ -80,16 +84,49 @@ def start_train(ckpt: Path, log: Path, settings: dict[str, str]) -> subprocess.P
                                 env=clean_env(CKPT_DIR=str(ckpt), **settings))
 
 
+@dataclass(frozen=True)
+class ColdThenWarm:
+    """A volume after `warmstart train` twice (``EVAL_RUN``): ``run_0`` cold, ``run_1`` warm
+    from it, and what each printed. Shared by the whole session: read it, never write it
+    (copy the folder to change anything)."""
+
+    ckpt: Path
+    cold: subprocess.CompletedProcess
+    warm: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def cold_then_warm(tmp_path_factory: pytest.TempPathFactory) -> ColdThenWarm:
+    """The cold start and the warm start from it that tests of training and of evaluation
+    both read: two real runs, trained once per session instead of once per test module."""
+    ckpt = tmp_path_factory.mktemp("cold_then_warm") / "ckpt"
+    ckpt.mkdir()
+    done = []
+    for _ in range(2):
+        result = warmstart(CKPT_DIR=str(ckpt), **EVAL_RUN)
+        assert result.returncode == 0, result.stdout + result.stderr
+        done.append(result)
+    return ColdThenWarm(ckpt, *done)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that share a module- or session-scoped fixture form one xdist group.
+    """Tests that share a module- or session-scoped fixture form one xdist group, run first.
 
     `make test` spreads tests over the cores with ``--dist loadgroup``: a group runs on one
     worker, so an expensive shared fixture (training runs) is built once, not once per worker.
+    A session-scoped one is shared across modules too: its group is named by the fixture alone.
     """
     for item in items:
         defs = getattr(item, "_fixtureinfo", None)
-        shared = sorted(name for name, found in (defs.name2fixturedefs.items() if defs else ())
+        fixtures = defs.name2fixturedefs.items() if defs else ()
+        shared = sorted((found[-1].scope != "session", name) for name, found in fixtures
                         if found and found[-1].scope in ("module", "session")
                         and not found[-1].func.__module__.startswith("_pytest"))
         if shared:
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{shared[0]}"))
+            module_scoped, name = shared[0]
+            owner = item.module.__name__ if module_scoped else "session"
+            item.add_marker(pytest.mark.xdist_group(f"{owner}:{name}"))
+    # groups first (a stable sort keeps each group's tests together and in order): a group is
+    # the longest unit of work, and one handed out last would leave the other cores idle
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)

@@ -17,12 +17,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SHORT_RUN, clean_env, warmstart
+from conftest import EVAL_RUN, REPO, SHORT_RUN, ColdThenWarm, clean_env, warmstart
 from PIL import Image, ImageSequence
 
 GAME_LINE = re.compile(r"^game (\d+)/(\d+)  score (-?\d+)  length (\d+) steps(.*)$", re.MULTILINE)
-EVAL_RUN = SHORT_RUN | {"SEED": "3", "EVAL_EVERY": "200", "EVAL_EPISODES": "1",
-                        "LEARNING_CURVE": "1"}
 SCREEN = (210, 160)  # the ALE's raw screen, height x width
 
 
@@ -129,17 +127,14 @@ def test_eval_video_of_another_container_exits_2(rlpyt_snapshot: Path, tmp_path:
     assert len(result.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture(scope="module")
-def lineage_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cold start, then a warm start from it, both evaluating every 200 steps."""
-    ckpt = tmp_path_factory.mktemp("lineage") / "ckpt"
-    ckpt.mkdir()
-    for _ in range(2):
-        result = warmstart(CKPT_DIR=str(ckpt), **EVAL_RUN)
-        assert result.returncode == 0, result.stdout + result.stderr
+@pytest.fixture
+def lineage_ckpt(cold_then_warm: ColdThenWarm) -> Path:
+    """A cold start, then a warm start from it, both evaluating every 200 steps (the session's
+    shared pair, read only)."""
+    for result in (cold_then_warm.cold, cold_then_warm.warm):
         assert re.search(r"eval at [0-9,]+ steps: 1 games", result.stdout)
         assert "learning curve over" in result.stdout
-    return ckpt
+    return cold_then_warm.ckpt
 
 
 def test_progress_has_rlpyts_eval_columns_and_tensorboard_the_same(lineage_ckpt: Path) -> None:

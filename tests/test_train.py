@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHORT_RUN, warmstart
+from conftest import SHORT_RUN, ColdThenWarm, warmstart
 from warmstart.engine.hardware.cpus import usable_cpus
 
 
@@ -24,10 +24,9 @@ def _train(ckpt: Path, **extra: str):
     return result
 
 
-def test_cold_start_then_warm_start_continues(tmp_path: Path) -> None:
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    first = _train(ckpt, SEED="3", TORCH_THREADS="")  # empty is unset: every usable CPU
+def test_cold_start_then_warm_start_continues(cold_then_warm: ColdThenWarm) -> None:
+    """The session's shared pair (conftest), read only."""
+    ckpt, first, second = cold_then_warm.ckpt, cold_then_warm.cold, cold_then_warm.warm
     assert "cold start" in first.stdout
     snapshot = ckpt / "run_0" / "params.pkl"
     params = torch.load(snapshot, weights_only=True)
@@ -38,15 +37,12 @@ def test_cold_start_then_warm_start_continues(tmp_path: Path) -> None:
     assert manifest["parent"] is None and manifest["status"] == "finished"
     assert manifest["snapshots"][-1]["sha256"] == _sha(snapshot)
     assert {"python", "torch", "ale-py", "warmstart"} <= set(manifest["versions"])
-    assert manifest["starts"][0]["torch_threads"] == usable_cpus()  # TORCH_THREADS unset
     progress = (ckpt / "run_0" / "progress.csv").read_text().splitlines()
     assert progress[0].startswith("Diagnostics/Iteration,") and len(progress) == 3
     # one step count in the log; rlpyt's cum_steps named once where a snapshot shows
     assert "snapshot itr 99: 400 steps done (cum_steps 396 as rlpyt records it)" in first.stdout
     assert "(total 400)" in first.stdout and "done: final snapshot itr 99: 400 steps" in first.stdout
-    assert not (ckpt / "run_0" / "learning_curve.png").exists()  # LEARNING_CURVE=0
 
-    second = _train(ckpt, SEED="3")
     assert (f"warm start from {snapshot} (itr 99: 400 steps done (cum_steps 396 as rlpyt "
             "records it)") in second.stdout
     assert "itr 100 -> 199 (steps done 400 -> 800)" in second.stdout
@@ -89,10 +85,13 @@ def test_lr_applies_only_when_set(rlpyt_run_dir: Path) -> None:
 
 def test_breakout_dueling_double_prioritized(tmp_path: Path) -> None:
     _train(tmp_path, GAME="breakout", DUELING="1", DOUBLE_DQN="1", PRIORITIZED_REPLAY="1",
-           N_STEP_RETURN="3")
+           N_STEP_RETURN="3", TORCH_THREADS="")  # empty is unset: every usable CPU
     params = torch.load(tmp_path / "run_0" / "params.pkl", weights_only=True)
     model = params["agent_state_dict"]["model"]
     assert model["head.advantage_out.weight"].shape == (4, 512)
+    manifest = json.loads((tmp_path / "run_0" / "manifest.json").read_text())
+    assert manifest["starts"][0]["torch_threads"] == usable_cpus()  # TORCH_THREADS unset
+    assert not (tmp_path / "run_0" / "learning_curve.png").exists()  # LEARNING_CURVE=0
 
 
 def test_dueling_mismatch_is_refused(rlpyt_run_dir: Path) -> None:
