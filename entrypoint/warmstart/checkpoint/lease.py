@@ -183,17 +183,13 @@ class Lease:
     def _renew_once(self) -> None:
         try:
             now = read(self.folder)
-        except VolumeError:  # not read this time (an outage): not renewed, retried next time
+        except (VolumeError, RunRecordError):
+            # unreadable, or read short (s3fs gives an empty file while its server is down):
+            # not renewed this time, never rewritten over; if it lasts, ``lost`` stops this
+            # holder once half its lease passed unrenewed
             return
-        except RunRecordError as err:
-            now, problem = None, str(err)
-        else:
-            problem = None
         if now is not None and not now.same(self.holder):
             self._lost = f"{now.describe()} took the run over"
-            return
-        if problem is not None:  # damaged meanwhile: not ours to rewrite
-            self._lost = problem
             return
         # counted from before the write: a write that stalls must not lengthen the lease
         # this process believes it has beyond the expiry the others read
