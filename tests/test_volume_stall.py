@@ -93,6 +93,16 @@ def _restart_resumes(volume: Volume, log: Path, settings: dict[str, str]) -> Non
     assert f"warm start from {volume.mountpoint / 'job' / 'params.pkl'}" in output, output
 
 
+def _held_then(volume: Volume, log: Path, settings: dict[str, str], *, snapshot: int,
+               control: str) -> subprocess.Popen:
+    """The trainer held at the first step of its ``snapshot``-th write, the volume then told
+    ``control`` (a stall, a failure), and the write let go into it."""
+    trainer = _held(volume, log, settings, snapshot=snapshot)
+    volume.command(control)
+    volume.command("go")
+    return trainer
+
+
 def _stop_in_stall(tmp_path: Path, *, signals: int, settings: dict[str, str]) -> None:
     """SIGTERM (``signals`` of them, apart by more than the duplicate window) while the volume
     stalls in the second snapshot write: one line, exit 11 (the process is gone once the
@@ -101,10 +111,8 @@ def _stop_in_stall(tmp_path: Path, *, signals: int, settings: dict[str, str]) ->
     with fuse_volume(tmp_path) as volume:
         run, seen = volume.backing / "job", volume.mountpoint / "job"
         log = tmp_path / "stopped.log"
-        trainer = _held(volume, log, settings, snapshot=2)
+        trainer = _held_then(volume, log, settings, snapshot=2, control="stall on")
         before = _intact(run)
-        volume.command("stall on")
-        volume.command("go")
         _wait_for(log, STALLED, trainer)
         for i in range(signals):
             if i:
@@ -124,9 +132,7 @@ def test_a_stall_is_said_while_it_lasts_and_the_run_then_finishes(tmp_path: Path
     with fuse_volume(tmp_path) as volume:
         run = volume.backing / "job"
         log = tmp_path / "trainer.log"
-        trainer = _held(volume, log, SETTINGS, snapshot=1)
-        volume.command("stall on")
-        volume.command("go")
+        trainer = _held_then(volume, log, SETTINGS, snapshot=1, control="stall on")
         _wait_for(log, STALLED, trainer, count=2)  # said again while it lasts
         volume.command("stall off")
         output = _finishes(trainer, log, run)
@@ -149,29 +155,34 @@ def test_transient_errors_mid_run_are_retried_and_the_run_finishes(tmp_path: Pat
     with fuse_volume(tmp_path) as volume:
         run = volume.backing / "job"
         log = tmp_path / "trainer.log"
-        trainer = _held(volume, log, SETTINGS, snapshot=1)
-        volume.command("fail EIO 3 manifest.json")
-        volume.command("go")
+        trainer = _held_then(volume, log, SETTINGS, snapshot=1,
+                             control="fail EIO 3 manifest.json")
         output = _finishes(trainer, log, run)
         retries = [line for line in output.splitlines() if "checkpoint volume error: " in line]
         assert retries and all("Input/output error" in line and "retry" in line
                                for line in retries), output
 
 
+def _fails(volume: Volume, log: Path, settings: dict[str, str], failure: str, *,
+           code: int) -> str:
+    """Hold the trainer's second snapshot write, make the volume fail as the ``failure``
+    control line says, let the write go: the trainer exits ``code`` with the snapshot before it
+    intact. Returns what it printed."""
+    run = volume.backing / "job"
+    trainer = _held_then(volume, log, settings, snapshot=2, control=failure)
+    before = _intact(run)
+    assert trainer.wait(timeout=WAIT_S) == code, log.read_text()
+    assert _intact(run) == before
+    return log.read_text()
+
+
 def test_a_full_volume_mid_run_is_not_retried(tmp_path: Path) -> None:
     """ENOSPC is no outage: exit 4 at once, no retry, the previous snapshot intact."""
     with fuse_volume(tmp_path) as volume:
-        run = volume.backing / "job"
-        log = tmp_path / "trainer.log"
-        trainer = _held(volume, log, SETTINGS, snapshot=2)
-        before = _intact(run)
-        volume.command("fail ENOSPC 1 manifest.json")
-        volume.command("go")
-        assert trainer.wait(timeout=WAIT_S) == 4, log.read_text()
-        output = log.read_text()
+        output = _fails(volume, tmp_path / "trainer.log", SETTINGS, "fail ENOSPC 1 manifest.json",
+                        code=4)
         assert "no space left" in _one_error_line(output), output
         assert "checkpoint volume error: " not in output, output
-        assert _intact(run) == before
 
 
 @pytest.mark.drill  # the retries span half the shortest lease: about 15 s
@@ -179,18 +190,10 @@ def test_a_volume_failing_past_the_retries_exits_10_and_a_restart_resumes(
         tmp_path: Path) -> None:
     settings = SETTINGS | {"LOCK_WAIT": "0"}  # the shortest lease: 30 s
     with fuse_volume(tmp_path) as volume:
-        run = volume.backing / "job"
-        log = tmp_path / "failed.log"
-        trainer = _held(volume, log, settings, snapshot=2)
-        before = _intact(run)
-        volume.command("fail EIO 1000000")
-        volume.command("go")
-        assert trainer.wait(timeout=WAIT_S) == 10, log.read_text()
-        output = log.read_text()
+        output = _fails(volume, tmp_path / "failed.log", settings, "fail EIO 1000000", code=10)
         line = _one_error_line(output)
         assert "checkpoint volume failed mid-run" in line, line
         assert "a restart resumes from the last snapshot" in line, line
         assert "checkpoint volume error: " in output, output  # it retried first
         volume.command("fail EIO 0")
-        assert _intact(run) == before
         _restart_resumes(volume, tmp_path / "restart.log", settings)
