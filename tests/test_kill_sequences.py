@@ -240,11 +240,17 @@ def test_kills_in_sequence_at_snapshot_write_steps(tmp_path: Path, slow_rename: 
     _kill_sequence(tmp_path, drill_sequence(), slow_rename)
 
 
-def test_kills_at_each_object_store_write_step_leave_a_run_that_continues(
+def test_kills_at_object_store_write_steps_leave_a_run_that_continues(
         tmp_path: Path) -> None:
-    """Each step of an object-mode snapshot write once, each kill in the previous one's
-    restart: the run always continues from its newest intact itr_N.pkl and says which."""
-    _kill_sequence(tmp_path, list(range(len(OBJECT_SNAPSHOT_WRITE))), writes=OBJECT)
+    """Three kills in sequence, each in the previous one's restart, at the object-mode steps a
+    kill leaves the most behind: itr_N.pkl published but not yet committed, params.pkl torn
+    (the store publishes the part written), a manifest version torn. The run always continues
+    from its newest intact itr_N.pkl and says which. Every step, and every pair, is the drill's
+    (``test_kills_in_sequence_at_object_store_write_steps``)."""
+    steps = [("publish", "itr_N.pkl", 1), ("write", "params.pkl", 1),
+             ("write", "manifest.v.json", 1)]
+    _kill_sequence(tmp_path, [OBJECT_SNAPSHOT_WRITE.index(step) for step in steps],
+                   writes=OBJECT)
 
 
 @pytest.mark.drill
