@@ -203,6 +203,13 @@ def test_game_lists() -> None:
     assert all(games.minimal_action_count(g) == 6 for g in games.game_for_action_count(6))
 
 
+def test_the_action_count_table_is_ale_pys() -> None:
+    """``inspect`` names a snapshot's likely games from a table: it must be what ale-py's
+    ROMs say (a new ale-py that changes an action set fails here, not in a user's answer)."""
+    assert {game: games.minimal_action_count(game)
+            for game in games.COMMON_ACTION_COUNTS} == games.COMMON_ACTION_COUNTS
+
+
 def test_rlpyt_atari_env_agrees() -> None:
     """Where rlpyt (and atari_py) is installed: identical frames, rewards and dones."""
     rlpyt_env = pytest.importorskip("rlpyt.envs.atari.atari_env",
