@@ -18,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from . import games, signals
+from .checkpoint import volume
 from .checkpoint.volume_io import VOLUME
 from .config import Config
 from .errors import EXIT_SIGINT, EXIT_SIGTERM, ConfigError
@@ -102,6 +103,8 @@ def run(config: Config) -> int:
     """Train as configured; returns the process exit code."""
     engine_name = choose_engine(config)
     n_actions = games.minimal_action_count(config.game)
+    # reads only, and imports no torch: a mistyped or full CKPT_DIR is said in a second
+    volume.check(config.ckpt_dir, n_actions=n_actions, dueling=config.dueling)
     # Past this point files get written; a file-size limit must fail a write, not kill us.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 

@@ -37,7 +37,7 @@ from ..config import (
     settings,
 )
 from ..errors import ConfigError, RunRecordError, SnapshotError
-from . import atomic, capabilities, chain, discovery, lock, progress, records, volume
+from . import atomic, capabilities, chain, discovery, lock, progress, records
 from . import snapshot as snap
 from .counters import Budget
 from .manifest import load_manifest
@@ -426,11 +426,11 @@ def _restarted_job(config: Config, log: Callable[[str], None],
 
 def prepare(config: Config, *, engine: str, n_actions: int, log: Callable[[str], None],
             check: Callable[[Plan], None] = _no_check) -> StartPoint | None:
-    """Check the volume, find the start snapshot and open the run; None if the job is done.
+    """Find the start snapshot and open the run, on a volume ``volume.check`` passed; None if
+    the job is done.
 
     ``check`` is given the plan (settings, span) once it is known and before anything is
     written: the caller's checks of the machine (memory) stop a job that cannot run there."""
-    volume.check(config.ckpt_dir, n_actions=n_actions, dueling=config.dueling)
     if config.run_name is not None:
         existing = RunDir.open(config.ckpt_dir / config.run_name, config, log=log)
         if existing is not None:
