@@ -83,8 +83,11 @@ def _learning_rates(rows: list[dict[str, float]]) -> dict[str, Any]:
     By then updates run every iteration and epsilon is final; the per-window rates show
     whether speed stays flat as the replay fills.
     """
-    first = [r for r in rows if r["Diagnostics/CumSteps"] <= EPS_STEPS][-1]
-    steady = [r for r in rows if r["Diagnostics/CumSteps"] > EPS_STEPS]
+    after = [r for r in rows if r["Diagnostics/CumSteps"] >= EPS_STEPS]
+    if len(after) < 2:
+        raise RuntimeError(f"progress.csv needs two log points at or after step {EPS_STEPS}; "
+                           f"it has {[r.get('Diagnostics/CumSteps') for r in rows]}")
+    first, steady = after[0], after[1:]
     last = steady[-1]
     seconds = last["Diagnostics/CumTime (s)"] - first["Diagnostics/CumTime (s)"]
     return {

@@ -30,8 +30,10 @@ FILES_ONLY_RUN = SHORT_RUN | {"MIN_STEPS_LEARN": "100000"}
 """A short run without updates, for tests about the files a run leaves, not about learning:
 its snapshots have rlpyt's full structure and it takes a quarter of the time."""
 EVAL_RUN = SHORT_RUN | {"SEED": "3", "EVAL_EVERY": "200", "EVAL_EPISODES": "1",
-                        "LEARNING_CURVE": "1"}
-"""A short run that evaluates one game at each log point and draws its learning curve."""
+                        "LEARNING_CURVE": "1", "DETERMINISTIC": "1"}
+"""A short run that evaluates one game at each log point and draws its learning curve
+(deterministic kernels: tests compare its weights bit for bit with a run without evaluation,
+which on a GPU holds only with them)."""
 
 
 def fixtures_dir() -> Path:

@@ -186,7 +186,9 @@ def test_train_refuses_what_cannot_fit_the_machine_before_writing(
 
 
 def test_every_start_logs_its_memory_plan(tmp_path: Path) -> None:
-    result = warmstart(CKPT_DIR=str(tmp_path), **(FILES_ONLY_RUN | {"STEPS": "100"}))
+    # the host replay's plan: on a GPU the replay is allocated whole in GPU memory instead
+    result = warmstart(CKPT_DIR=str(tmp_path), **(FILES_ONLY_RUN | {"STEPS": "100",
+                                                                   "DEVICE": "cpu"}))
     assert result.returncode == 0, result.stdout + result.stderr
     plan = next(line for line in result.stdout.splitlines() if "memory plan:" in line)
     assert "100 transitions by the run's target, of REPLAY_SIZE=2,000" in plan
