@@ -25,9 +25,10 @@ def _manifest(run: Path) -> dict:
     return json.loads((run / "manifest.json").read_text())
 
 
-def _start_until_running(ckpt: Path, **settings: str) -> tuple[subprocess.Popen, str]:
-    """Start `warmstart train`; return once its run has started (its folder is locked by then),
-    with the output so far."""
+def _start_until_running(ckpt: Path, *, said: str = "engine native",
+                         **settings: str) -> tuple[subprocess.Popen, str]:
+    """Start `warmstart train`; return once it printed ``said`` (by default: its run has
+    started, and its folder is locked), with the output so far."""
     proc = subprocess.Popen([sys.executable, "-m", "warmstart", "train"],
                             env=clean_env(CKPT_DIR=str(ckpt), **settings),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -35,7 +36,7 @@ def _start_until_running(ckpt: Path, **settings: str) -> tuple[subprocess.Popen,
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if "engine native" in line:
+        if said in line:
             return proc, "".join(seen)
     raise AssertionError("".join(seen) + proc.communicate()[0])
 
@@ -56,6 +57,13 @@ def test_second_trainer_on_the_same_run_waits_then_exits_5_naming_the_holder(
     error = second.stderr.strip()
     assert len(error.splitlines()) == 1
     assert f"host {socket.gethostname()}, pid {first.pid}, since " in error
+    # a SIGTERM ends a wait for the holder at once: nothing of its own was written
+    waiting, said = _start_until_running(tmp_path, said="waiting up to 600s", RUN_NAME="job",
+                                         LOCK_WAIT="600", **LONG_RUN)
+    waiting.send_signal(signal.SIGTERM)
+    output = said + waiting.communicate(timeout=120)[0]
+    assert waiting.returncode == 143 and "warmstart: stopped by SIGTERM" in output, output
+    assert "Traceback" not in output
     _stop(first)
     run = tmp_path / "job"
     manifest = _manifest(run)

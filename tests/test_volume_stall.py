@@ -151,6 +151,46 @@ def test_sigterm_twice_during_a_stall_still_exits_11(tmp_path: Path) -> None:
     _stop_in_stall(tmp_path, signals=2, settings=SETTINGS | {"VOLUME_STALL_WARN": "5"})
 
 
+def test_a_stall_before_the_start_checks_is_said_and_a_sigterm_ends_it(tmp_path: Path) -> None:
+    """The volume stops answering before the trainer first looks at it: the stall is said
+    (the check of CKPT_DIR), and SIGTERM ends the command with nothing written (143)."""
+    with fuse_volume(tmp_path) as volume:
+        log = tmp_path / "trainer.log"
+        volume.command("stall on")
+        trainer = volume.start(log, SETTINGS)
+        _wait_for(log, f"{STALLED}check {volume.mountpoint} has not returned", trainer)
+        os.kill(trainer.pid, signal.SIGTERM)
+        _wait_for(log, "warmstart: stopped by SIGTERM", trainer)  # said while it still stalls
+        volume.command("stall off")  # the process is gone once the call it holds returns
+        assert trainer.wait(timeout=WAIT_S) == 143, log.read_text()
+        assert "Traceback" not in log.read_text()
+        assert os.listdir(volume.backing) == []
+
+
+def test_a_stall_in_the_start_is_said_and_a_sigterm_exits_11(tmp_path: Path) -> None:
+    """The volume stops answering once the run folder is made (the probe, the lease and the
+    lock next): said with the file it holds, SIGTERM exits 11 within VOLUME_STALL_WARN, and a
+    restart runs the run to its end."""
+    with fuse_volume(tmp_path) as volume:
+        log = tmp_path / "trainer.log"
+        volume.command("pause - 0 mkdir job 1")
+        trainer = volume.start(log, SETTINGS)
+        assert volume.next_line(trainer) == "paused mkdir job", log.read_text()
+        volume.command("stall on")
+        volume.command("go")
+        _wait_for(log, STALLED, trainer)
+        os.kill(trainer.pid, signal.SIGTERM)
+        _wait_for(log, "warmstart: error: ", trainer)
+        volume.command("stall off")
+        assert trainer.wait(timeout=WAIT_S) == 11, log.read_text()
+        output = log.read_text()
+        stalled = [line for line in output.splitlines() if STALLED in line]
+        assert stalled and all(f"{volume.mountpoint}/" in line for line in stalled), stalled
+        assert "stalled" in _one_error_line(output)
+        _finishes(volume.start(tmp_path / "restart.log", SETTINGS), tmp_path / "restart.log",
+                  volume.backing / "job")
+
+
 def test_transient_errors_mid_run_are_retried_and_the_run_finishes(tmp_path: Path) -> None:
     with fuse_volume(tmp_path) as volume:
         run = volume.backing / "job"

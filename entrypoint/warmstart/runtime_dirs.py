@@ -12,6 +12,11 @@ still unset points into one private folder in the first writable temporary direc
 (``TMPDIR``, ``/tmp``, ``/var/tmp``, ``/dev/shm``; never the working directory or the volume),
 removed again at exit; ``HOME`` itself moves there too. An ordinary ``HOME`` (a laptop, ``make
 train``) changes nothing, and no other variable a user set is touched.
+
+Deciding reads the volume (where ``CKPT_DIR``'s links lead): a volume that stops answering
+would hang the command there, before it can say anything. So the decision runs on a thread of
+its own and is given ``ANSWER_WAIT_S``; without an answer nothing is changed, and the
+command's own volume checks then say that the volume stalls (``checkpoint.volume_io``).
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ import atexit
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import MutableMapping
 from pathlib import Path
 
 TEMP_CANDIDATES = ("/tmp", "/var/tmp", "/dev/shm")
+ANSWER_WAIT_S = 2.0
+"""How long the file system may take to say where the volume and the temporary folders are."""
 
 # Variable -> sub-folder of the private folder ("" for the folder itself).
 CACHE_VARIABLES = {
@@ -71,15 +79,38 @@ def _temp_root(environ: MutableMapping[str, str], volumes: list[Path]) -> str | 
     return None
 
 
-def prepare(environ: MutableMapping[str, str] = os.environ) -> Path | None:
-    """Point unset cache/config variables into a private temporary folder when ``HOME`` is not
-    writable or is on the volume; returns that folder, or None when nothing needed changing
-    (or nowhere could)."""
+def _needed_root(environ: MutableMapping[str, str]) -> str | None:
+    """The temporary directory for a private folder when ``HOME`` is not writable or is on the
+    volume; None when nothing needs changing (or nowhere could). Reads only."""
     home = environ.get("HOME") or os.path.expanduser("~")
     volume = _volume(environ)
     if _writable(home) and not _on_volume(home, volume):
         return None
-    root = _temp_root(environ, volume)
+    return _temp_root(environ, volume)
+
+
+def _within(seconds: float, environ: MutableMapping[str, str]) -> str | None:
+    """``_needed_root(environ)`` if it returns within ``seconds``, else None (the thread is
+    left blocked where the file system holds it; it is a daemon)."""
+    answer: list[str | None] = []
+
+    def decide() -> None:
+        try:
+            answer.append(_needed_root(environ))
+        except OSError:  # a working directory removed under us: change nothing
+            answer.append(None)
+
+    thread = threading.Thread(target=decide, daemon=True, name="warmstart-runtime-dirs")
+    thread.start()
+    thread.join(seconds)
+    return answer[0] if answer else None
+
+
+def prepare(environ: MutableMapping[str, str] = os.environ) -> Path | None:
+    """Point unset cache/config variables into a private temporary folder when ``HOME`` is not
+    writable or is on the volume; returns that folder, or None when nothing needed changing
+    (or nowhere could, or the file system did not answer within ``ANSWER_WAIT_S``)."""
+    root = _within(ANSWER_WAIT_S, environ)
     if root is None:
         return None
     private = Path(tempfile.mkdtemp(prefix="warmstart-", dir=root))

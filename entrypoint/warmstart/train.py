@@ -91,7 +91,7 @@ def _install_signal_handlers(stop: StopRequest) -> None:
             log(f"{name} again within {DUPLICATE_WINDOW_S:g}s: the same stop request "
                 "(delivered to the process group and forwarded); still stopping with a snapshot")
             return
-        VOLUME.stopping()
+        VOLUME.stopping(signum)
         log(f"{name} received: finishing the current iteration, then a final snapshot "
             f"(another signal more than {DUPLICATE_WINDOW_S:g}s from now exits at once)")
 
@@ -103,8 +103,12 @@ def run(config: Config) -> int:
     """Train as configured; returns the process exit code."""
     engine_name = choose_engine(config)
     n_actions = games.minimal_action_count(config.game)
+    # Every volume call from here on runs on the volume worker: a stalled volume is said,
+    # and a stop signal still ends the process (checkpoint.volume_io).
+    VOLUME.configure(stall_warn=config.volume_stall_warn, log=log)
     # reads only, and imports no torch: a mistyped or full CKPT_DIR is said in a second
-    volume.check(config.ckpt_dir, n_actions=n_actions, dueling=config.dueling)
+    VOLUME.call("check", config.ckpt_dir,
+                lambda: volume.check(config.ckpt_dir, n_actions=n_actions, dueling=config.dueling))
     # Past this point files get written; a file-size limit must fail a write, not kill us.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
@@ -115,7 +119,6 @@ def run(config: Config) -> int:
 
     # The last checks that need torch or the machine: still before anything is written.
     device = resolve_device(config)
-    VOLUME.configure(stall_warn=config.volume_stall_warn, log=log)
     stop = StopRequest()
     _install_signal_handlers(stop)
 
@@ -123,8 +126,10 @@ def run(config: Config) -> int:
         memory_plan.check(plan, engine=engine_name, device_type=device.type,
                           n_actions=n_actions, log=log)
 
-    start = prepare(config, engine=engine_name, n_actions=n_actions, log=log,
-                    check=check_memory)
+    # one call on the volume worker: a stall anywhere in it is said and bounded like a write's
+    start = VOLUME.call("start", config.ckpt_dir,
+                        lambda: prepare(config, engine=engine_name, n_actions=n_actions, log=log,
+                                        check=check_memory))
     if start is None:  # the run is at or past its target; prepare said which
         return 0
     config = start.config  # with the settings recorded beside the lineage's snapshot

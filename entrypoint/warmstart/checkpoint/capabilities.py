@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import VolumeError
 from .atomic import volume_error
+from .volume_io import VOLUME
 
 PREFIX = ".warmstart-probe-"
 
@@ -69,6 +70,7 @@ def probe(ckpt_dir: Path) -> Capabilities:
     """Try create, read back, overwrite (``O_TRUNC``), append, rename and delete on a hidden
     file of this process's own; VolumeError when the volume cannot even create a file."""
     path = ckpt_dir / f"{PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    VOLUME.note("probe", path)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:

@@ -20,6 +20,7 @@ from pathlib import Path
 from . import object_store, records
 from . import snapshot as snap
 from .manifest import read_manifest
+from .volume_io import VOLUME
 
 _NAMED = 3
 """Paths named in a log line before the rest are counted: one line stays one line."""
@@ -28,6 +29,7 @@ _NAMED = 3
 def candidates(root: Path) -> Iterator[Path]:
     """Every file under ``root`` named like an rlpyt snapshot, skipping hidden files and folders;
     in a run written in object mode, only those its manifest commits (``_committed``)."""
+    VOLUME.note("list", root)  # during a start: a stall names the folder being walked
     for folder, subdirs, files in os.walk(root):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         names = sorted(name for name in files if snap.SNAPSHOT_NAME.match(name))

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from ..errors import RunLockedError, RunRecordError, UserError, VolumeError
 from . import atomic, object_store, safe_read
-from .volume_io import TRANSIENT
+from .volume_io import TRANSIENT, VOLUME
 
 FILE = ".warmstart.lease"
 MIN_LEASE_S = 30.0
@@ -293,7 +293,9 @@ def acquire(folder: Path, *, wait_s: float, lease_s: float, log: Callable[[str],
             log(f"run folder {folder} is leased to {current.describe()}; waiting up to "
                 f"{wait_s:.0f}s for it to end (LOCK_WAIT)")
             said = True
-        time.sleep(POLL_S)
+        VOLUME.raise_if_stopping()
+        with VOLUME.idle():
+            time.sleep(POLL_S)
 
 
 def live(folder: Path) -> bool:

@@ -33,6 +33,7 @@ from pathlib import Path
 from ..errors import RunLockedError, RunRecordError
 from . import lease, safe_read
 from .atomic import volume_error
+from .volume_io import VOLUME
 
 FILE = ".warmstart.lock"
 POLL_S = 0.2
@@ -169,7 +170,9 @@ def acquire(folder: Path, *, wait_s: float, log: Callable[[str], None]) -> RunLo
                         f"{folder} is held by {_holder(fd)}, still running after "
                         f"{wait_s:g}s (LOCK_WAIT); two trainers must not write one run: "
                         "stop the other one, give this job another RUN_NAME, or retry later.")
-                time.sleep(POLL_S)
+                VOLUME.raise_if_stopping()
+                with VOLUME.idle():
+                    time.sleep(POLL_S)
     except BaseException:
         os.close(fd)
         raise

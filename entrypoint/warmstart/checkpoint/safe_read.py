@@ -24,6 +24,8 @@ import stat
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .volume_io import VOLUME
+
 KB, MB, GB = 1 << 10, 1 << 20, 1 << 30
 
 JSON_LIMIT = 16 * MB
@@ -72,6 +74,7 @@ def open_fd(path: Path, *, limit: int, flags: int = os.O_RDONLY, mode: int = 0o6
     regular file of a sane size; other OSErrors (FileNotFoundError, PermissionError) as
     ``os.open`` raises them.
     """
+    VOLUME.note("read", path)  # during a start: a stall names this file
     try:
         fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, mode)
     except OSError as err:

@@ -16,6 +16,12 @@ timed waits, during which signal handlers run and the clock is watched:
   and the exit is ``os._exit``: nothing waits for the stuck thread (nor for the lease's, stuck
   the same way). The volume is left as a kill leaves it: the last complete snapshot, and at
   most a temp file or an unsettled ``writing`` entry that the next start settles;
+- the start (finding and checking the start snapshot, the probe, the lease and the run
+  folder) runs on the worker as one call, so a volume that stalls before training is said and
+  bounded the same way. Inside it, each volume call names itself (``note``: the stall line
+  says which file), and waits that are not the volume's (another trainer's lock or lease,
+  ``idle``) stop the clock and end at a stop signal: nothing is written yet, so the stop
+  is ``Interrupted`` (exit 130/143), not a final snapshot;
 - once training runs (``retry_from_now``), an error a network volume gives during an outage
   (``TRANSIENT``) is retried after 1, 2, 4 ... ``BACKOFF_CAP_S`` seconds, each try the whole
   write again from a fresh temp file (after an error at close the file's state is unknown),
@@ -25,18 +31,20 @@ timed waits, during which signal handlers run and the clock is watched:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from ..errors import VolumeError, VolumeStalledError, VolumeUnavailableError
+from ..signals import Interrupted
 from .atomic import volume_error
 
 T = TypeVar("T")
@@ -59,13 +67,21 @@ WAIT_SLICE_S = 0.1
 
 @dataclass
 class _Call:
+    """A call on the worker. ``op``, ``path`` and ``started`` describe what it is doing now:
+    the worker updates them as a long call (the start) moves from file to file; while
+    ``idle`` it waits on something other than the volume, and no stall is counted."""
+
     op: str
     path: Path
     fn: Callable[[], Any]
     started: float = field(default_factory=time.monotonic)
+    idle: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
+
+    def doing(self) -> tuple[str, Path, float]:
+        return self.op, self.path, self.started
 
 
 class VolumeIO:
@@ -78,6 +94,7 @@ class VolumeIO:
         self._worker: threading.Thread | None = None
         self._current: _Call | None = None
         self._stop_at: float | None = None
+        self._stop_signal: int | None = None
         self._retrying = False
 
     def configure(self, *, stall_warn: float, log: Callable[[str], None]) -> None:
@@ -86,6 +103,7 @@ class VolumeIO:
         self.stall_warn = stall_warn
         self._log = log
         self._stop_at = None
+        self._stop_signal = None
         self._retrying = False
 
     def retry_from_now(self) -> None:
@@ -93,16 +111,50 @@ class VolumeIO:
         error is an outage to wait out (exit 10 if it lasts), not a wrong volume (exit 4)."""
         self._retrying = True
 
-    def stopping(self) -> None:
+    def stopping(self, signum: int) -> None:
         """A stop signal came (the signal handler says so): a stall from now on ends the
-        process, and a failing write is not retried."""
+        process, a failing write is not retried, and a wait in the start ends."""
         if self._stop_at is None:
             self._stop_at = time.monotonic()
+            self._stop_signal = signum
 
     def stalled(self) -> bool:
         """Whether a call in flight has been said to stall (waited VOLUME_STALL_WARN)."""
         current = self._current
-        return current is not None and time.monotonic() - current.started >= self.stall_warn
+        return (current is not None and not current.idle
+                and time.monotonic() - current.started >= self.stall_warn)
+
+    def _on_worker(self) -> _Call | None:
+        """The call the worker runs, when the caller is the worker (else None)."""
+        if threading.current_thread() is self._worker:
+            return self._current
+        return None
+
+    def note(self, op: str, path: Path) -> None:
+        """Inside a long call on the worker: it now does ``op`` on ``path`` (its stall clock
+        starts again). Elsewhere: nothing."""
+        call = self._on_worker()
+        if call is not None:
+            call.op, call.path, call.started, call.idle = op, path, time.monotonic(), False
+
+    @contextlib.contextmanager
+    def idle(self) -> Iterator[None]:
+        """A wait inside a call on the worker that is not the volume's (another trainer's
+        lock): not a stall. Elsewhere: nothing."""
+        call = self._on_worker()
+        if call is None:
+            yield
+            return
+        call.idle = True
+        try:
+            yield
+        finally:
+            call.started, call.idle = time.monotonic(), False
+
+    def raise_if_stopping(self) -> None:
+        """In a wait before anything is written: a stop signal ends the command there."""
+        if self._stop_signal is not None:
+            raise Interrupted(self._stop_signal)
 
     def _serve(self) -> None:
         while True:
@@ -116,7 +168,8 @@ class VolumeIO:
     def call(self, op: str, path: Path, fn: Callable[[], T]) -> T:
         """``fn()`` (a call on ``path`` of the volume, ``op`` in the user's words) on the
         worker, the main thread waiting; an OSError comes back as a VolumeError."""
-        if threading.current_thread() is self._worker:  # already on the worker
+        if threading.current_thread() is self._worker:  # inside a long call: name this part
+            self.note(op, path)
             return fn()
         if self._worker is None:
             self._worker = threading.Thread(target=self._serve, daemon=True,
@@ -125,27 +178,37 @@ class VolumeIO:
         call = _Call(op, path, fn)
         self._current = call
         self._calls.put(call)
-        said = 0
+        said, watched = 0, call.doing()
         try:
             while not call.done.wait(WAIT_SLICE_S):
+                if call.idle or call.doing() != watched:  # that part is over
+                    self._answered(said, watched)
+                    said, watched = 0, call.doing()
+                if call.idle:
+                    continue
                 now = time.monotonic()
-                if now - call.started >= self.stall_warn * (said + 1):
+                if now - watched[2] >= self.stall_warn * (said + 1):
                     said += 1
-                    self._log(f"checkpoint volume stalled: {op} {path} has not returned for "
-                              f"{now - call.started:.0f}s")
+                    self._log(f"checkpoint volume stalled: {watched[0]} {watched[1]} has not "
+                              f"returned for {now - watched[2]:.0f}s")
                 if (self._stop_at is not None
-                        and now - max(self._stop_at, call.started) >= self.stall_warn):
+                        and now - max(self._stop_at, watched[2]) >= self.stall_warn):
                     self.abandon("a stop signal")
         finally:
             self._current = None
-        if said:
-            self._log(f"checkpoint volume answered: {op} {path} returned after "
-                      f"{time.monotonic() - call.started:.0f}s")
+        self._answered(said, watched)
         if isinstance(call.error, OSError):
             raise volume_error(path, call.error) from None
         if call.error is not None:
             raise call.error
         return call.result
+
+    def _answered(self, said: int, watched: tuple[str, Path, float]) -> None:
+        """After a part said to stall has returned: say so."""
+        if said:
+            op, path, started = watched
+            self._log(f"checkpoint volume answered: {op} {path} returned after "
+                      f"{time.monotonic() - started:.0f}s")
 
     def run(self, op: str, path: Path, fn: Callable[[], T], *,
             time_left: Callable[[], float]) -> T:
