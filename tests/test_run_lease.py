@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from conftest import SHORT_RUN, warmstart
-from fuse_volume import Volume, fuse_volume
+from fuse_volume import WAIT_S, Volume, fuse_volume
 from warmstart.checkpoint import lease
 
 LONG_RUN = SHORT_RUN | {"STEPS": "100000", "RUN_NAME": "job"}
@@ -57,6 +57,37 @@ def test_a_trainer_on_another_node_waits_then_exits_5_naming_the_holder(tmp_path
         manifest = json.loads((a.backing / "job" / "manifest.json").read_text())
         assert len(manifest["starts"]) == 1 and manifest["holder"] == 1  # the second wrote nothing
         assert _lease(a.backing)["released"] is True
+
+
+def test_two_nodes_taking_a_free_lease_at_once_leave_one_writer(tmp_path: Path) -> None:
+    """Node A has found the lease free and is about to write its own when node B finds it free
+    too and writes its own; A's write lands while B waits after its write (B's volume renames
+    slowly, so its write took seconds and it waits twice that). B, reading again, finds A's
+    lease and waits for it: A trains, B exits 5 having written nothing."""
+    with fuse_volume(tmp_path, name="node-a") as a, \
+            fuse_volume(tmp_path, name="node-b", backing=a.backing, slow_rename=3.0) as b:
+        a.command("pause - 0 create ..warmstart.lease.tmp- 1")
+        first = a.start(tmp_path / "first.log", LONG_RUN)
+        assert a.next_line(first) == "paused create ..warmstart.lease.tmp-", (
+            (tmp_path / "first.log").read_text())
+        second_log = tmp_path / "second.log"
+        second = b.start(second_log, LONG_RUN | {"LOCK_WAIT": "2"})
+        deadline = time.monotonic() + WAIT_S
+        while not ((a.backing / "job" / lease.FILE).exists()
+                   and _lease(a.backing)["pid"] == second.pid):
+            assert second.poll() is None and time.monotonic() < deadline, second_log.read_text()
+            time.sleep(0.05)
+        a.command("go")  # A's lease lands now, while B waits
+        assert second.wait(timeout=WAIT_S) == 5, second_log.read_text()
+        assert "engine native" not in second_log.read_text()
+        assert f"pid {first.pid}," in second_log.read_text()
+        while "engine native" not in (tmp_path / "first.log").read_text():
+            assert first.poll() is None, (tmp_path / "first.log").read_text()
+            time.sleep(0.1)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=WAIT_S) == 143, (tmp_path / "first.log").read_text()
+        manifest = json.loads((a.backing / "job" / "manifest.json").read_text())
+        assert len(manifest["starts"]) == 1 and _lease(a.backing)["pid"] == first.pid
 
 
 def test_a_killed_holders_restart_on_the_same_host_takes_over_at_once(tmp_path: Path) -> None:

@@ -20,6 +20,14 @@ holder: waited for, and taken over once the file has gone unrewritten for a whol
 live holder rewrites it six times meanwhile), with a number above every one the run's records
 carry.
 
+Without compare-and-swap two trainers on two nodes can also find the lease free at the same
+moment and both write their own. So a taker waits after its write (``settle``: twice what its
+own read and write took, at least ``SETTLE_MIN_S``) and reads the file again: of two takers
+whose writes land within that time of each other, only the last one's is there, and the other
+goes back to waiting (Fischer's mutual exclusion; it holds while a write lands within the wait,
+which a stalled volume can break: then the loser stops itself at its first renewal, before its
+next write). A ``run_N`` folder made by this process alone skips the wait.
+
 The lease time is half of LOCK_WAIT and at least ``MIN_LEASE_S``: 90 s by default, above
 gcsfuse's 60 s attribute cache, and well under the 180 s a second trainer waits.
 """
@@ -44,6 +52,8 @@ from .volume_io import TRANSIENT, VOLUME
 FILE = ".warmstart.lease"
 MIN_LEASE_S = 30.0
 POLL_S = 0.5
+SETTLE_MIN_S = 1.0
+"""The shortest wait after writing a lease before reading it again (``acquire``)."""
 RENEWALS_PER_LEASE = 6
 
 
@@ -258,15 +268,28 @@ def _torn(folder: Path, floor: int, lease_s: float) -> Holder:
                   since=_iso(written), expires=written + lease_s, lease_s=lease_s)
 
 
+def _settled(folder: Path, mine: Holder, took: float) -> bool:
+    """After writing ``mine``: wait twice ``took`` (what reading and writing the lease took;
+    at least ``SETTLE_MIN_S``), then whether the file still holds ``mine`` (module docstring)."""
+    VOLUME.raise_if_stopping()
+    with VOLUME.idle():
+        time.sleep(max(SETTLE_MIN_S, 2 * took))
+    now = read(folder)
+    return now is not None and now.same(mine)
+
+
 def acquire(folder: Path, *, wait_s: float, lease_s: float, log: Callable[[str], None],
-            in_place: bool = False, floor: int = 0) -> Lease:
+            in_place: bool = False, floor: int = 0, settle: bool = True) -> Lease:
     """Take ``folder``'s lease, waiting up to ``wait_s`` for a live holder; RunLockedError
     (exit 5) naming the holder when it is still live then. The new holder number is above
     the file's and ``floor`` (the highest the run's records carry). ``in_place``: object
-    mode, where a torn lease file is an unknown holder (``_torn``)."""
+    mode, where a torn lease file is an unknown holder (``_torn``). ``settle``: another
+    trainer may be taking it at the same moment (module docstring); False for a folder this
+    process made alone."""
     deadline = time.monotonic() + wait_s
     said = False
     while True:
+        looked = time.monotonic()
         try:
             current = read(folder)
         except RunRecordError:
@@ -281,7 +304,8 @@ def acquire(folder: Path, *, wait_s: float, lease_s: float, log: Callable[[str],
                           lease_s=lease_s)
             _write(folder, mine, in_place=in_place)
             now = read(folder)
-            if now is not None and now.same(mine):
+            if now is not None and now.same(mine) and (
+                    not settle or _settled(folder, mine, time.monotonic() - looked)):
                 return Lease(folder, mine, began, in_place=in_place)
             continue  # another trainer took it in between: it is live now
         if time.monotonic() >= deadline:

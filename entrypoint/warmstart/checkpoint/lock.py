@@ -54,6 +54,7 @@ class RunLock:
         self._log = log
         self.in_place = False  # object mode (``use_object_mode``)
         self._floor = 0
+        self.contested = True  # another node may take this folder's lease at the same moment
 
     def use_object_mode(self, floor: int) -> None:
         """Write the lease in place (no rename), with holder numbers above ``floor``."""
@@ -67,7 +68,7 @@ class RunLock:
             self._lease = lease.acquire(
                 self.folder, wait_s=self._wait_s,
                 lease_s=self._lease_s, log=self._log, in_place=self.in_place,
-                floor=self._floor)
+                floor=self._floor, settle=self.contested)
         return self._lease
 
     @property

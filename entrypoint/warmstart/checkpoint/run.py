@@ -177,6 +177,7 @@ class RunDir:
             except OSError as err:
                 raise atomic.volume_error(path, err) from None
         held = lock.acquire(path, wait_s=config.lock_wait, log=log)
+        held.contested = config.run_name is not None  # a run_N folder was made ours alone
         try:
             found = load_manifest(path)
             foreign = sorted(p.name for p in path.iterdir() if _RUN_FILE.match(p.name))
