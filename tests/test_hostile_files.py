@@ -29,7 +29,16 @@ import torch
 from conftest import FILES_ONLY_RUN, warmstart
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from warmstart.checkpoint import atomic, discovery, lock, records, resume_state, run, safe_read
+from warmstart.checkpoint import (
+    atomic,
+    discovery,
+    lease,
+    lock,
+    records,
+    resume_state,
+    run,
+    safe_read,
+)
 from warmstart.checkpoint import snapshot as snap
 from warmstart.checkpoint.counters import Budget
 from warmstart.checkpoint.manifest import MANIFEST, MANIFEST_FIELDS, load_manifest, read_manifest
@@ -44,6 +53,13 @@ FEW = settings(max_examples=40, deadline=None,
 SPECIAL = ("dev_zero", "dev_urandom", "fifo", "socket", "dangling", "loop", "folder",
            "link_to_folder")
 """Names that exist but are no regular file; each reader must refuse them without reading."""
+
+
+@pytest.fixture(autouse=True)
+def _one_taker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run folders here have one taker, this process: its lease write is read back at
+    once, not a second later (the wait for a second taker is test_run_lease's subject)."""
+    monkeypatch.setattr(lease, "SETTLE_MIN_S", 0.0)
 
 
 @contextlib.contextmanager
@@ -231,6 +247,7 @@ def test_resume_state_reader_refuses_generated_meta(meta: bytes) -> None:
 
 
 # --- records: manifest.json, params.json, progress.csv, the lock file ----------------------
+
 
 def _config(ckpt: Path, name: str) -> Config:
     return Config(ckpt_dir=ckpt, run_name=name, game="pong", steps=400)
