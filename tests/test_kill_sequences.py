@@ -218,6 +218,7 @@ def _kill_sequence(tmp_path: Path, order: list[int], slow_rename: float = 0.0,
                          seen / writes.resumed_from(expected[0]), *expected)
 
 
+@pytest.mark.drill  # two kills and three starts: about 13 s
 def test_the_issue_25_sequence_leaves_a_run_that_continues(tmp_path: Path) -> None:
     """Kill 1 right after params.pkl's rename, before the manifest lists it; kill 2 while the
     restart writes its next params.pkl: the next start continues from the first kill's
@@ -240,6 +241,7 @@ def test_kills_in_sequence_at_snapshot_write_steps(tmp_path: Path, slow_rename: 
     _kill_sequence(tmp_path, drill_sequence(), slow_rename)
 
 
+@pytest.mark.drill  # three kills and four starts on a FUSE volume: about 18 s
 def test_kills_at_object_store_write_steps_leave_a_run_that_continues(
         tmp_path: Path) -> None:
     """Three kills in sequence, each in the previous one's restart, at the object-mode steps a

@@ -110,6 +110,7 @@ def _resume(volume: Path, steps: str) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.drill  # a kill and a restart on a FUSE volume: about 11 s
 def test_a_torn_manifest_version_and_progress_file_are_passed_over(tmp_path: Path) -> None:
     """A writer killed mid-write publishes a prefix: the next start reads the newest whole
     version and progress.csv up to its last whole row, and continues (never exit 7)."""
@@ -132,6 +133,7 @@ def test_a_torn_manifest_version_and_progress_file_are_passed_over(tmp_path: Pat
         assert [int(line.split(",")[0]) for line in lines[1:]] == [49, 149, 199], lines
 
 
+@pytest.mark.drill  # two holders in turn on a FUSE volume: about 16 s
 def test_a_late_write_under_a_lower_holder_number_is_ignored(tmp_path: Path) -> None:
     """A stalled old holder that writes after the run was taken over (its manifest version, a
     snapshot with more training) is fenced off: the run's newest holder's records win."""
@@ -168,6 +170,7 @@ def test_write_mode_forced_where_the_volume_cannot(tmp_path: Path, wanted: str) 
         assert list(volume.backing.iterdir()) == []
 
 
+@pytest.mark.drill  # a run keeping few snapshots on a FUSE volume: about 6 s
 def test_pruning_on_a_volume_without_delete_is_said_once(tmp_path: Path) -> None:
     """KEEP_SNAPSHOTS, old manifest versions and old itr_N.pkl on Mountpoint without
     --allow-delete: one log line, the files kept, the run trains to its end."""
@@ -183,6 +186,7 @@ def test_pruning_on_a_volume_without_delete_is_said_once(tmp_path: Path) -> None
         assert len(object_store.versions(run)) > object_store.VERSIONS_KEPT
 
 
+@pytest.mark.drill  # waits out a lease time: about 13 s
 def test_a_torn_lease_is_an_unknown_holder_until_a_lease_time_passes(tmp_path: Path) -> None:
     """The lease is replaced in place on an object store, so a kill can leave it torn: a start
     waits for it as for a live holder (exit 5, naming it), and takes the run once the file has
@@ -203,6 +207,7 @@ def test_a_torn_lease_is_an_unknown_holder_until_a_lease_time_passes(tmp_path: P
         assert load_manifest(run)["holder"] == 2
 
 
+@pytest.mark.drill  # a run, then a restart on a changed FUSE volume: about 8 s
 def test_a_refused_volume_leaves_a_resumed_run_as_it_was(tmp_path: Path) -> None:
     """A run begun on a disk, resumed through a mount that can neither rename nor overwrite:
     one line, exit 4, and not a byte of the run changed (no status written, no lease)."""

@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from conftest import SHORT_RUN, warmstart
 from fuse_volume import WAIT_S, Volume, fuse_volume
 from warmstart.checkpoint import lease
@@ -32,6 +33,7 @@ def _lease(backing: Path) -> dict:
     return json.loads((backing / "job" / lease.FILE).read_text())
 
 
+@pytest.mark.drill  # waits out LOCK_WAIT on a second mount: about 17 s
 def test_a_trainer_on_another_node_waits_then_exits_5_naming_the_holder(tmp_path: Path) -> None:
     with fuse_volume(tmp_path, name="node-a") as a, \
             fuse_volume(tmp_path, name="node-b", backing=a.backing) as b:
@@ -59,6 +61,7 @@ def test_a_trainer_on_another_node_waits_then_exits_5_naming_the_holder(tmp_path
         assert _lease(a.backing)["released"] is True
 
 
+@pytest.mark.drill  # a held write on one mount, a slow rename on the other: about 7 s
 def test_two_nodes_taking_a_free_lease_at_once_leave_one_writer(tmp_path: Path) -> None:
     """Node A has found the lease free and is about to write its own when node B finds it free
     too and writes its own; A's write lands while B waits after its write (B's volume renames
@@ -109,6 +112,7 @@ def test_a_killed_holders_restart_on_the_same_host_takes_over_at_once(tmp_path: 
         assert _lease(a.backing)["number"] == 2 and _lease(a.backing)["released"] is True
 
 
+@pytest.mark.drill  # a stall past half the shortest lease: about 22 s
 def test_a_holder_that_stalled_past_half_its_lease_stops_itself(tmp_path: Path) -> None:
     """A stopped process (a stall, a paused VM) may have lost the run to another node: when it
     runs again it writes nothing more and exits 5 in one line. LOCK_WAIT=60: a 30 s lease."""

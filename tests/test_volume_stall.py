@@ -128,6 +128,7 @@ def _stop_in_stall(tmp_path: Path, *, signals: int, settings: dict[str, str]) ->
         _restart_resumes(volume, tmp_path / "restart.log", settings)
 
 
+@pytest.mark.drill  # a stall long enough for two lines: about 10 s
 def test_a_stall_is_said_while_it_lasts_and_the_run_then_finishes(tmp_path: Path) -> None:
     with fuse_volume(tmp_path) as volume:
         run = volume.backing / "job"
@@ -141,6 +142,7 @@ def test_a_stall_is_said_while_it_lasts_and_the_run_then_finishes(tmp_path: Path
         assert "checkpoint volume answered: " in output, output
 
 
+@pytest.mark.drill  # a stall, a signal and a restart: about 12 s
 def test_sigterm_during_a_stall_exits_11_and_a_restart_resumes(tmp_path: Path) -> None:
     _stop_in_stall(tmp_path, signals=1, settings=SETTINGS)
 
@@ -167,6 +169,7 @@ def test_a_stall_before_the_start_checks_is_said_and_a_sigterm_ends_it(tmp_path:
         assert os.listdir(volume.backing) == []
 
 
+@pytest.mark.drill  # a stall in the start, a signal and a restart: about 9 s
 def test_a_stall_in_the_start_is_said_and_a_sigterm_exits_11(tmp_path: Path) -> None:
     """The volume stops answering once the run folder is made (the probe, the lease and the
     lock next): said with the file it holds, SIGTERM exits 11 within VOLUME_STALL_WARN, and a
