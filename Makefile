@@ -72,14 +72,19 @@ train: venv
 	$(if $(filter $(DEFAULT_CKPT_DIR),$(abspath $(CKPT_DIR))),mkdir -p "$(CKPT_DIR)")
 	$(VENV)/bin/warmstart train
 
-# One test per core (pytest-xdist): most tests wait on a real trainer process, and they
-# overlap instead of queueing. TEST_ARGS=-n0 runs them in one process; TEST_ARGS='-k eval'
-# picks tests. `make test` leaves out the long drills (tests marked `drill`: kill sequences,
-# many signals in a row, the benchmark end to end); `make drills` runs just those, and CI
-# runs both.
+# Tests run side by side (pytest-xdist): most drive a real trainer process on one thread, and
+# `make test` runs one more of them than there are cores, so that while one waits (a lease's
+# settle, a signal's delay, another trainer's LOCK_WAIT) the cores stay busy; `make drills`,
+# whose stalls and kills are timed against the trainer, runs one per core. TEST_ARGS=-n0 runs
+# them in one process; TEST_ARGS='-k eval' picks tests. `make test` leaves out the long drills
+# (tests marked `drill`: kill sequences, FUSE volumes that stall, tear or are shared by two
+# nodes, many signals in a row, the benchmark end to end); `make drills` runs just those, and
+# CI runs both.
 TEST_ARGS ?=
+TEST_WORKERS := $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 1)' \
+	2>/dev/null || echo auto)
 test: venv
-	$(VENV)/bin/python -m pytest -n auto --dist loadgroup -m "not drill" $(TEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not drill" $(TEST_ARGS)
 
 drills: venv
 	$(VENV)/bin/python -m pytest -n auto --dist loadgroup -m drill $(TEST_ARGS)

@@ -17,11 +17,11 @@ REPO = Path(__file__).resolve().parent.parent
 SHORT_RUN = {
     "ENGINE": "native",  # rlpyt's engine has its own tests; auto would pick it where installed
     "STEPS": "400",
-    "MIN_STEPS_LEARN": "300",
+    "MIN_STEPS_LEARN": "352",  # 12 updates: a run that learns, no longer than it must
     "REPLAY_SIZE": "2000",
     "LOG_EVERY": "200",
-    # `make test` runs one test per core: a trainer with a thread per core on top would make
-    # torch's threads wait on each other (updates several times slower under load, measured)
+    # `make test` runs a test per core and one more: a trainer with a thread per core on top would
+    # make torch's threads wait on each other (updates several times slower under load, measured)
     "TORCH_THREADS": "1",
     # the curve is a by-product drawn after the run ended; tests about it turn it back on
     "LEARNING_CURVE": "0",

@@ -103,8 +103,8 @@ def test_diverging_run_exits_8_and_keeps_only_finite_snapshots(rlpyt_snapshot: P
     assert "Traceback" not in done.stderr
     manifest = json.loads((ckpt / "run_0" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and manifest["error"].startswith("exit 8: training")
-    # 300 fresh steps (MIN_STEPS_LEARN) from the run's first iteration before updates start
-    first_update_itr = manifest["budget"]["start_itr"] + 300 // 4
+    # MIN_STEPS_LEARN fresh steps from the run's first iteration before updates start
+    first_update_itr = manifest["budget"]["start_itr"] + int(SHORT_RUN["MIN_STEPS_LEARN"]) // 4
     written = list(discovery.candidates(ckpt))
     assert written
     for path in written:

@@ -68,7 +68,8 @@ def test_warm_start_from_rlpyt_fixture(rlpyt_run_dir: Path, rlpyt_snapshot: Path
             assert ours[key].shape == theirs[key].shape and ours[key].dtype == theirs[key].dtype
     adam_before = original["optimizer_state_dict"]["state"][0]["step"]
     adam_after = written["optimizer_state_dict"]["state"][0]["step"]
-    assert adam_after == adam_before + 25  # 25 updates after 300 fresh steps: state came across
+    # one update per 4 steps after MIN_STEPS_LEARN fresh ones: Adam's state came across
+    assert adam_after == adam_before + (400 - int(SHORT_RUN["MIN_STEPS_LEARN"])) // 4
     assert written["optimizer_state_dict"]["param_groups"][0]["eps"] == pytest.approx(0.01 / 32)
     # epsilon continued from the snapshot's schedule instead of restarting at 1.0
     progress = (rlpyt_run_dir / "run_0" / "progress.csv").read_text().splitlines()
