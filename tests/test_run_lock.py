@@ -41,7 +41,17 @@ def _start_until_running(ckpt: Path, *, said: str = "engine native",
     raise AssertionError("".join(seen) + proc.communicate()[0])
 
 
+def _paused(ckpt: Path, **settings: str) -> subprocess.Popen:
+    """A trainer that holds its run, then is stopped (SIGSTOP) while the test starts others:
+    its lock and lease stay held (a lease of 300 s, longer than any test here) and it leaves
+    the cores to the trainers under test. ``_stop`` continues and ends it."""
+    proc, _ = _start_until_running(ckpt, LOCK_WAIT="600", **settings)
+    proc.send_signal(signal.SIGSTOP)
+    return proc
+
+
 def _stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGCONT)
     proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode == 143, output
@@ -50,7 +60,7 @@ def _stop(proc: subprocess.Popen) -> str:
 
 def test_second_trainer_on_the_same_run_waits_then_exits_5_naming_the_holder(
         tmp_path: Path) -> None:
-    first, _ = _start_until_running(tmp_path, RUN_NAME="job", **LONG_RUN)
+    first = _paused(tmp_path, RUN_NAME="job", **LONG_RUN)
     second = warmstart(CKPT_DIR=str(tmp_path), RUN_NAME="job", LOCK_WAIT="1", **LONG_RUN)
     assert second.returncode == 5, second.stdout + second.stderr
     assert "waiting up to 1s" in second.stdout
@@ -86,7 +96,7 @@ def test_a_sigkilled_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
 
 def test_without_run_name_a_live_trainers_run_is_not_resumed(tmp_path: Path) -> None:
     """The same config as a running trainer's latest run_N: not "this job restarted"."""
-    first, _ = _start_until_running(tmp_path, **LONG_RUN)
+    first = _paused(tmp_path, **LONG_RUN)
     second, output = _start_until_running(tmp_path, **LONG_RUN)
     assert "run_0 is being written by another trainer: not resuming it" in output
     assert f"run {tmp_path / 'run_1'}: engine native" in output
