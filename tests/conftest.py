@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHORT_RUN = {
     "ENGINE": "native",  # rlpyt's engine has its own tests; auto would pick it where installed
     "STEPS": "400",
-    "MIN_STEPS_LEARN": "352",  # 12 updates: a run that learns, no longer than it must
+    "MIN_STEPS_LEARN": "384",  # 4 updates: a run that learns, no longer than it must
     "REPLAY_SIZE": "2000",
     "LOG_EVERY": "200",
     # `make test` runs a test per core and one more: a trainer with a thread per core on top would

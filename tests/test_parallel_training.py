@@ -16,7 +16,7 @@ from conftest import SHORT_RUN, clean_env, warmstart
 # 2 x 4: 8 env steps an iteration from four environments, so two workers own two each.
 # DETERMINISTIC=1: on a GPU two runs write the same bits only with deterministic kernels (on the
 # CPU it changes nothing)
-PARALLEL_RUN = SHORT_RUN | {"BATCH_T": "2", "BATCH_B": "4", "STEPS": "480",
+PARALLEL_RUN = SHORT_RUN | {"BATCH_T": "2", "BATCH_B": "4", "STEPS": "320",
                             "MIN_STEPS_LEARN": "240", "LOG_EVERY": "160", "DETERMINISTIC": "1"}
 
 
