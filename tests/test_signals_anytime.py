@@ -224,6 +224,46 @@ def test_a_signal_that_lands_in_a_finalizer_still_stops_the_program() -> None:
     assert done.stderr == "warmstart: stopped by SIGTERM\n" and "not stopped" not in done.stdout
 
 
+SIGNAL_AS_FFMPEG_STARTS = """\
+import os, signal, subprocess, sys
+from pathlib import Path
+import numpy as np
+from warmstart import signals
+from warmstart.engine.playing.video import VideoWriter
+started = []
+class SignalledPopen(subprocess.Popen):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if kwargs.get("stdin") == subprocess.PIPE:  # the encoder, not a version check
+            started.append(self)
+            os.kill(os.getpid(), signal.SIGTERM)
+subprocess.Popen = SignalledPopen
+signals.install()
+writer = VideoWriter(Path(sys.argv[1]), print)
+try:
+    writer.add(np.zeros((210, 160, 3), np.uint8))
+    print("not stopped")
+except signals.Interrupted as stop:
+    writer.discard()
+    print("ffmpeg running:", started[0].poll() is None)
+    raise SystemExit(signals.say_stopped(stop))
+"""
+
+
+def test_a_signal_as_ffmpeg_starts_waits_until_it_holds_a_frame(tmp_path: Path) -> None:
+    """imageio starts ffmpeg before its generator reaches the clean-up that stops it: a stop
+    signal landing right after the start must wait until it did, or ffmpeg outlives the
+    command and writes its own error to the command's stderr after the one line."""
+    pytest.importorskip("imageio_ffmpeg")
+    done = subprocess.run([sys.executable, "-c", SIGNAL_AS_FFMPEG_STARTS,
+                           str(tmp_path / "game.mp4")], capture_output=True, text=True,
+                          timeout=120, env=clean_env() | {"TMPDIR": str(tmp_path)}, check=False)
+    assert done.returncode == 143, done
+    assert done.stdout == "ffmpeg running: False\n"
+    assert done.stderr == "warmstart: stopped by SIGTERM\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_an_import_waits_for_the_import(tmp_path: Path, signum: int) -> None:
     """An import cut short leaves a half-initialised module (numpy then fails its own retry

@@ -7,7 +7,7 @@ removed, a lock is released) and the CLI prints one line. Training replaces thes
 with its own once it can stop cleanly (``train._install_signal_handlers``: finish the
 iteration, write a final snapshot).
 
-Two moments are kept from raising there:
+Three moments are kept from raising there:
 
 - inside an import. A module whose code an exception cuts short stays half-initialised: numpy
   then answers the retry inside the same import chain with "ImportError: cannot load module
@@ -16,6 +16,7 @@ Two moments are kept from raising there:
   every ``HOLD_RECHECK_S`` through a timer signal (SIGALRM), then raised.
 - in a finalizer (a weakref callback, a ``__del__``), where Python prints the exception and
   drops it: delivered again the same way (``_deliver_again``).
+- inside a ``holding_stop`` block: steps that must not be cut apart.
 
 This module imports nothing but ``signal`` and ``sys``: ``python -m warmstart`` imports it and
 installs the handlers before anything else (``__main__``).
@@ -40,6 +41,8 @@ which every import that runs Python code (a module's body, a C extension's init)
 
 _held: int | None = None
 """The stop signal being held (it came during an import or a finalizer), until it is raised."""
+_holding = 0
+"""Open ``holding_stop`` blocks: while one is, a stop signal is held as during an import."""
 
 
 class Interrupted(BaseException):
@@ -65,7 +68,7 @@ def _importing(frame: FrameType | None) -> bool:
 def _stop(signum: int, frame: FrameType | None) -> None:
     """Raise ``Interrupted`` here, or hold the signal while an import runs."""
     global _held
-    if _importing(frame):
+    if _holding or _importing(frame):
         if _held is None:
             _held = signum
         signal.signal(signal.SIGALRM, _recheck)
@@ -151,6 +154,24 @@ class raising_on_stop:  # lower case: used as the function it was, ``with raisin
             raise_held()
             for signum, handler in self.previous.items():
                 signal.signal(signum, handler)
+
+
+class holding_stop:  # lower case, as ``raising_on_stop``: ``with holding_stop():``
+    """Within the block a stop signal is held, as during an import, and raised as the block
+    ends; after an error in it, a few milliseconds later. For steps that must not be cut
+    apart: a child process started by code whose clean-up begins only after it started
+    (imageio's ffmpeg), cut short in between, would be stopped by no one."""
+
+    def __enter__(self) -> None:
+        global _holding
+        _holding += 1
+
+    def __exit__(self, kind: type[BaseException] | None, _error: BaseException | None,
+                 _trace: TracebackType | None) -> None:
+        global _holding
+        _holding -= 1
+        if kind is None and not _holding:
+            raise_held()
 
 
 def say_stopped(stop: Interrupted) -> int:

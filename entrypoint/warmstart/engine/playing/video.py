@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ... import signals
 from ...checkpoint import atomic
 from ...errors import ConfigError
 
@@ -64,17 +65,26 @@ class VideoWriter:
         """Append one uint8 RGB frame [height, width, 3]; every frame must have one size."""
         if self.frames == 0:
             self.shape = frame.shape
-            if not self.gif:
-                self._start_ffmpeg(frame.shape[1], frame.shape[0])
         if self.gif:
             from PIL import Image
 
             # palette images: a third of the memory of RGB, and what a GIF stores anyway
             self._gif_frames.append(Image.fromarray(frame).quantize(colors=256))
+        elif self._encoder is None:
+            # A stop signal waits until ffmpeg runs and holds a frame. Cut short before
+            # imageio's generator reached its clean-up, ffmpeg would outlive this process and
+            # say on its stderr that the (removed) temp folder is missing; with no frame, the
+            # clean-up warns that the video is invalid.
+            with signals.holding_stop():
+                self._start_ffmpeg(frame.shape[1], frame.shape[0])
+                self._send(frame)
         else:
-            assert self._encoder is not None
-            self._encoder.send(np.ascontiguousarray(frame))
+            self._send(frame)
         self.frames += 1
+
+    def _send(self, frame: np.ndarray) -> None:
+        assert self._encoder is not None
+        self._encoder.send(np.ascontiguousarray(frame))
 
     def _start_ffmpeg(self, width: int, height: int) -> None:
         import imageio_ffmpeg
