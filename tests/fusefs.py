@@ -40,6 +40,9 @@ Control, one line each on stdin:
                                only a file's first) fail with ERRNO (EIO, ENOTCONN...) before
                                they are done; with NAME, only calls on names that contain it
                                (a lease renewal then takes none); N 0 ends it
+    fail-open ERRNO N [PATH]   the same for the next N opens of files whose path in the
+                               volume contains PATH (``run_1/params.pkl``): a reader's outage;
+                               prints ``armed``
     settle                     print ``settled`` once no file is open for writing (object
                                store: a killed writer's files are published at their release,
                                which the kernel sends after the process is gone)
@@ -86,6 +89,7 @@ class Volume(Operations):
         self._flowing = threading.Event()  # cleared while stalled
         self._flowing.set()
         self._failing: tuple[int, int, str] | None = None  # errno, calls left, name part
+        self._failing_opens: tuple[int, int, str] | None = None  # errno, calls left, path part
 
     # --- control ---------------------------------------------------------------------------
     def say(self, line: str) -> None:
@@ -106,22 +110,35 @@ class Volume(Operations):
             self._trace = words[1:] == ["on"]
         elif words[:1] == ["stall"]:
             (self._flowing.clear if words[1:] == ["on"] else self._flowing.set)()
-        elif words[:1] == ["fail"]:
+        elif words[:1] in (["fail"], ["fail-open"]):
             with self._mutex:
                 count = int(words[2])
-                self._failing = ((getattr(errno, words[1]), count, " ".join(words[3:]))
-                                 if count > 0 else None)
+                failing = ((getattr(errno, words[1]), count, " ".join(words[3:]))
+                           if count > 0 else None)
+                if words[0] == "fail":
+                    self._failing = failing
+                else:
+                    self._failing_opens = failing
+            if words[0] == "fail-open":
+                self.say("armed")
 
     def _gate(self, op: str, path: str) -> None:
-        """Before every call: wait while stalled; fail it when a ``fail`` says so."""
+        """Before every call: wait while stalled; fail it when a ``fail`` or ``fail-open``
+        says so."""
         self._flowing.wait()
-        if op not in _CHANGES:
-            return
+        if op in _CHANGES:
+            self._fail("_failing", _name(path))
+        elif op == "open":
+            self._fail("_failing_opens", path)
+
+    def _fail(self, which: str, where: str) -> None:
+        """Fail this call if the failure in ``which`` has calls left and names ``where``."""
         with self._mutex:
-            if self._failing is None or self._failing[2] not in _name(path):
+            failing = getattr(self, which)
+            if failing is None or failing[2] not in where:
                 return
-            code, left, part = self._failing
-            self._failing = (code, left - 1, part) if left > 1 else None
+            code, left, part = failing
+            setattr(self, which, (code, left - 1, part) if left > 1 else None)
         raise FuseOSError(code)
 
     def _step(self, op: str, name: str) -> bool:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import FILES_ONLY_RUN
+from conftest import FILES_ONLY_RUN, warmstart
 from fuse_volume import WAIT_S, Volume, fuse_volume
 
 # Four log points (a progress row, then a snapshot), no updates.
@@ -240,3 +241,29 @@ def test_a_volume_failing_past_the_retries_exits_10_and_a_restart_resumes(
         assert "checkpoint volume error: " in output, output  # it retried first
         volume.command("fail EIO 0")
         _restart_resumes(volume, tmp_path / "restart.log", settings)
+
+
+def test_an_outage_reading_the_newest_snapshot_is_exit_10_not_an_older_start(
+        tmp_path: Path, rlpyt_snapshot: Path) -> None:
+    """EIO opening the newest snapshot says nothing about the file: taken as damage, the start
+    would skip it and warm-start from the older copy. It stops instead, exit 10 (the Jobs
+    retry), writing nothing; `inspect` says the same."""
+    with fuse_volume(tmp_path) as volume:
+        for name, age in (("older", 3600), ("newer", 0)):
+            shutil.copytree(rlpyt_snapshot.parent, volume.backing / name)
+            when = time.time() - age
+            os.utime(volume.backing / name / "params.pkl", (when, when))
+        before = sorted(volume.backing.rglob("*"))
+        volume.command("fail-open EIO 1000000 newer/params.pkl")
+        assert volume.next_line() == "armed"
+        log = tmp_path / "trainer.log"
+        trainer = volume.start(log, FILES_ONLY_RUN | {"STEPS": "100"})
+        assert trainer.wait(timeout=WAIT_S) == 10, log.read_text()
+        line = _one_error_line(log.read_text())
+        newest = volume.mountpoint / "newer" / "params.pkl"
+        assert f"{newest}: checkpoint volume failed reading the snapshot (Input/output " in line
+        assert "skipping" not in log.read_text()
+        assert sorted(volume.backing.rglob("*")) == before
+        shown = warmstart("inspect", str(newest))
+        assert shown.returncode == 10, shown.stdout + shown.stderr
+        assert shown.stderr.count("\n") == 1 and "Input/output error" in shown.stderr

@@ -29,8 +29,9 @@ from typing import Any
 import torch
 
 from ..config import MAX_STEPS, MAX_UPDATES
-from ..errors import SnapshotError
+from ..errors import SnapshotError, VolumeUnavailableError
 from . import safe_read
+from .volume_io import TRANSIENT
 
 SNAPSHOT_NAME = re.compile(r"^(params|itr_\d+)\.pkl$")
 
@@ -198,7 +199,8 @@ def _torch_load(path: Path, fd: int, *, mmap: bool = False) -> dict[str, Any]:
                 with os.fdopen(os.dup(fd), "rb") as handle:
                     handle.seek(0)  # a dup shares the offset the checks above moved
                     loaded = torch.load(handle, map_location="cpu", weights_only=True)
-    except OSError:
+    except OSError as err:
+        _raise_if_outage(path, err)
         if mapped:  # a file system without mmap, or a file cut short: read it to tell
             return _torch_load(path, fd)
         raise _unreadable_fd(path, fd) from None
@@ -241,7 +243,10 @@ def _check_header(path: Path, fd: int) -> None:
                                             "records, far more than a snapshot's")
             is_zip = end is not None and zipfile.is_zipfile(handle)
             infos = zipfile.ZipFile(handle).infolist() if is_zip else []
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+    except OSError as err:
+        _raise_if_outage(path, err)
+        raise _unreadable(path, b"PK" if head.startswith(b"PK") else head, False) from None
+    except (zipfile.BadZipFile, ValueError, EOFError):
         raise _unreadable(path, b"PK" if head.startswith(b"PK") else head, False) from None
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return  # a pickle (torch's older format begins with one): read as a stream, no copy
@@ -320,8 +325,20 @@ def _unreadable_fd(path: Path, fd: int) -> SnapshotError:
         with os.fdopen(os.dup(fd), "rb") as handle:
             is_zip = zipfile.is_zipfile(handle)
     except OSError as err:
+        _raise_if_outage(path, err)
         return SnapshotError(f"{path}: cannot read snapshot ({err.strerror or err}).")
     return _unreadable(path, head, is_zip)
+
+
+def _raise_if_outage(path: Path, err: OSError) -> None:
+    """An error a network volume gives during an outage (EIO, ENOTCONN, a timeout) says nothing
+    about the file: taken as damage, the start would skip a whole snapshot and continue from
+    an older one. It stops the command instead (exit 10, which the Jobs retry)."""
+    if err.errno in TRANSIENT:
+        raise VolumeUnavailableError(
+            f"{path}: checkpoint volume failed reading the snapshot ({err.strerror}), an error "
+            "of a volume that may answer again: nothing was skipped or written; retry once it "
+            "answers.") from None
 
 
 def _not_a_snapshot(path: Path, what: str) -> NotASnapshotError:
@@ -341,6 +358,7 @@ def _open(path: Path) -> int:
     except safe_read.UnreadableFile as err:
         raise _not_a_snapshot(path, err.why) from None
     except OSError as err:
+        _raise_if_outage(path, err)
         raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror or err}).") from None
 
 
@@ -355,6 +373,7 @@ def _sha256(path: Path, fd: int) -> str:
             if done > safe_read.SNAPSHOT_LIMIT:
                 raise _not_a_snapshot(path, "a file that grew past any snapshot's size")
     except OSError as err:
+        _raise_if_outage(path, err)
         raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror or err}).") from None
     return digest.hexdigest()
 
@@ -547,7 +566,12 @@ def read_training(path: Path) -> Counters:
     """
     fd = _open(path)
     try:
-        params = _torch_load(path, fd, mmap=os.pread(fd, 4, 0) == _ZIP_MAGIC)
+        try:
+            head = os.pread(fd, 4, 0)
+        except OSError as err:
+            _raise_if_outage(path, err)
+            raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror}).") from None
+        params = _torch_load(path, fd, mmap=head == _ZIP_MAGIC)
     finally:
         os.close(fd)
     itr, asynchronous = sampling_counters(path, params)
