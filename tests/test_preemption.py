@@ -320,6 +320,8 @@ def test_disk_full_mid_run_fails_cleanly_keeping_previous(tmp_path: Path) -> Non
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 4, result.stdout + result.stderr
     assert "no space left" in result.stderr and "previous snapshot is intact" in result.stderr
+    # one line: nothing the failed run left (its emulator) is reported as leaked at the exit
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert hashlib.sha256(previous.read_bytes()).hexdigest() == before
     assert not (tmp_path / "run_1" / "params.pkl").exists()
     assert not [p for p in (tmp_path / "run_1").iterdir() if TEMP_MARKER in p.name]
