@@ -12,7 +12,7 @@ test, holds one chosen step until the test says ``go``.
 A *step* is one call that changes the volume: create, mkdir, unlink, rmdir, rename, fsync,
 fsyncdir, truncate, link, symlink, chmod, and a file's first write after its creation (the
 rest of its writes belong to that step). A step is named ``OP NAME``: NAME is the file's own
-name (``OLD>NEW`` for a rename), a temp name (``.<name>.tmp-<pid>``) without its pid, so a
+name (``OLD>NEW`` for a rename), a temp name (``.<name>.tmp-<pid>-<serial>``) without its pid and serial, so a
 step reads the same in every process.
 
 ``--object-store`` makes the mount behave as Mountpoint for S3 does (its doc/SEMANTICS.md,
@@ -36,13 +36,17 @@ Control, one line each on stdin:
     stall on|off               from now until ``stall off`` every call blocks before it is
                                done (a network volume whose server stopped answering); the
                                trace and the other commands still work
-    fail ERRNO N [NAME]        the next N calls that change the volume (each write counts, not
+    fail ERRNO N [STEP]        the next N calls that change the volume (each write counts, not
                                only a file's first) fail with ERRNO (EIO, ENOTCONN...) before
-                               they are done; with NAME, only calls on names that contain it
-                               (a lease renewal then takes none); N 0 ends it
+                               they are done; with STEP, only calls whose ``OP NAME`` contains
+                               it (``manifest.json``: a lease renewal then takes none;
+                               ``rename .warmstart-probe``); N 0 ends it
     fail-open ERRNO N [PATH]   the same for the next N opens of files whose path in the
                                volume contains PATH (``run_1/params.pkl``): a reader's outage;
                                prints ``armed``
+    fail-read ERRNO N PATH [FROM TO]  the same for the next N reads of a file already open (a
+                               page of a memory map too) that touch bytes FROM to TO (all, by
+                               default); prints ``armed``
     settle                     print ``settled`` once no file is open for writing (object
                                store: a killed writer's files are published at their release,
                                which the kernel sends after the process is gone)
@@ -65,7 +69,7 @@ import time
 
 from fuse import FUSE, FuseOSError, Operations
 
-_TEMP = re.compile(r"(\.tmp-)\d+$")
+_TEMP = re.compile(r"(\.tmp-)\d+-\d+$")
 _CHANGES = frozenset({"create", "mkdir", "unlink", "rmdir", "rename", "fsync", "fsyncdir",
                       "truncate", "link", "symlink", "chmod", "write"})
 
@@ -90,6 +94,8 @@ class Volume(Operations):
         self._flowing.set()
         self._failing: tuple[int, int, str] | None = None  # errno, calls left, name part
         self._failing_opens: tuple[int, int, str] | None = None  # errno, calls left, path part
+        self._failing_reads: tuple[int, int, str] | None = None  # errno, calls left, path part
+        self._read_range = (0, 1 << 62)  # of a failing read
 
     # --- control ---------------------------------------------------------------------------
     def say(self, line: str) -> None:
@@ -110,24 +116,27 @@ class Volume(Operations):
             self._trace = words[1:] == ["on"]
         elif words[:1] == ["stall"]:
             (self._flowing.clear if words[1:] == ["on"] else self._flowing.set)()
-        elif words[:1] in (["fail"], ["fail-open"]):
+        elif words[:1] in (["fail"], ["fail-open"], ["fail-read"]):
             with self._mutex:
                 count = int(words[2])
                 failing = ((getattr(errno, words[1]), count, " ".join(words[3:]))
                            if count > 0 else None)
-                if words[0] == "fail":
-                    self._failing = failing
-                else:
-                    self._failing_opens = failing
-            if words[0] == "fail-open":
+                if words[0] == "fail-read":
+                    failing = failing and (failing[0], count, words[3])
+                    self._read_range = ((int(words[4]), int(words[5])) if len(words) > 4
+                                        else (0, 1 << 62))
+                which = {"fail": "_failing", "fail-open": "_failing_opens",
+                         "fail-read": "_failing_reads"}[words[0]]
+                setattr(self, which, failing)
+            if words[0] != "fail":
                 self.say("armed")
 
     def _gate(self, op: str, path: str) -> None:
-        """Before every call: wait while stalled; fail it when a ``fail`` or ``fail-open``
-        says so."""
+        """Before every call: wait while stalled; fail it when a ``fail``, ``fail-open`` or
+        ``fail-read`` says so."""
         self._flowing.wait()
         if op in _CHANGES:
-            self._fail("_failing", _name(path))
+            self._fail("_failing", f"{op} {_name(path)}")
         elif op == "open":
             self._fail("_failing_opens", path)
 
@@ -259,6 +268,9 @@ class Volume(Operations):
         return fd
 
     def read(self, path, size, offset, fh):
+        low, high = self._read_range
+        if offset < high and offset + size > low:
+            self._fail("_failing_reads", path)
         return os.pread(fh, size, offset)
 
     def write(self, path, data, offset, fh):

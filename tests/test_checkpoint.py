@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 from pathlib import Path
 
 import pytest
 import torch
-from warmstart.checkpoint import atomic, discovery
+from warmstart.checkpoint import atomic, discovery, volume_errors
 from warmstart.checkpoint import snapshot as snap
 from warmstart.errors import SnapshotError, VolumeError
 
@@ -131,15 +132,32 @@ def test_discovery_refuses_when_every_snapshot_is_broken(tmp_path: Path) -> None
                             log=lambda _: None) is None
 
 
-def test_failed_atomic_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
+def test_failed_atomic_write_keeps_old_file_and_leaves_no_temp(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "params.pkl"
     target.write_bytes(b"old")
     (tmp_path / "params.pkl").chmod(0o644)
-    blocker = tmp_path / f".params.pkl{atomic.TEMP_MARKER}{os.getpid()}"
+    monkeypatch.setattr(atomic, "_serial", itertools.count())
+    blocker = tmp_path / f".params.pkl{atomic.TEMP_MARKER}{os.getpid()}-0"
     blocker.mkdir()  # the temp path is taken by a folder: the write must fail cleanly
     with pytest.raises(VolumeError, match="params.pkl: write failed"):
         atomic.write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
+
+
+def test_a_retried_write_takes_a_temp_name_of_its_own(tmp_path: Path) -> None:
+    """s3fs, after an outage, still showed a failed write's temp file as present after its
+    unlink, and the retry's O_EXCL create got EEXIST: no try may reuse an earlier one's name."""
+    target = tmp_path / "progress.csv"
+    seen = []
+    for _ in range(2):
+        with (pytest.raises(VolumeError, match="progress.csv: the checkpoint volume failed"),
+              atomic.replacing(target)):
+            seen += [p.name for p in tmp_path.iterdir()]
+            raise OSError(5, "Input/output error")
+    assert len(set(seen)) == 2 and all(atomic.TEMP_MARKER in name for name in seen)
+    atomic.write_bytes(target, b"row\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["progress.csv"]
 
 
 @pytest.mark.parametrize(("name", "says"), [
@@ -150,5 +168,6 @@ def test_failed_atomic_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -
 def test_full_disk_line_names_what_was_kept(tmp_path: Path, name: str, says: str) -> None:
     import errno
 
-    err = atomic.volume_error(tmp_path / name, OSError(errno.ENOSPC, "No space left on device"))
+    err = volume_errors.volume_error(tmp_path / name,
+                                     OSError(errno.ENOSPC, "No space left on device"))
     assert says in str(err) and (name.endswith(".pkl") or "snapshot" not in str(err))

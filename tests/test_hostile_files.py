@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -431,13 +432,15 @@ def test_a_snapshot_written_just_before_a_kill_is_still_the_runs_own(tmp_path: P
 
 
 @pytest.mark.parametrize("kind", ["fifo", "dev_zero", "dangling", "link_to_file"])
-def test_a_leftover_temp_file_is_never_written_through(kind: str, tmp_path: Path) -> None:
-    """A killed writer with the same pid (pid 1 in every container) may have left its temp
-    file; whatever stands there now, the write makes a file of its own."""
+def test_a_leftover_temp_file_is_never_written_through(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A killed writer with the same pid (pid 1 in every container) and serial may have left
+    its temp file; whatever stands there now, the write makes a file of its own."""
     other = tmp_path / "other-run-params.pkl"
     other.write_bytes(b"another lineage's snapshot")
     target = tmp_path / "params.pkl"
-    temp = tmp_path / f".params.pkl{atomic.TEMP_MARKER}{os.getpid()}"
+    monkeypatch.setattr(atomic, "_serial", itertools.count())
+    temp = tmp_path / f".params.pkl{atomic.TEMP_MARKER}{os.getpid()}-0"
     if kind == "link_to_file":
         temp.symlink_to(other)
     else:

@@ -261,7 +261,7 @@ def test_random_sigkills_always_leave_a_loadable_snapshot(tmp_path: Path) -> Non
     proc = _start(tmp_path, **settings)  # a restart sweeps what the kills left
     _wait_for_snapshot(run, proc, past_cum_steps=best)
     leftovers = [p.name for p in run.iterdir()
-                 if TEMP_MARKER in p.name and not p.name.endswith(f"{TEMP_MARKER}{proc.pid}")]
+                 if TEMP_MARKER in p.name and f"{TEMP_MARKER}{proc.pid}-" not in p.name]
     proc.kill()
     proc.wait()
     assert leftovers == []

@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -261,9 +262,61 @@ def test_an_outage_reading_the_newest_snapshot_is_exit_10_not_an_older_start(
         assert trainer.wait(timeout=WAIT_S) == 10, log.read_text()
         line = _one_error_line(log.read_text())
         newest = volume.mountpoint / "newer" / "params.pkl"
-        assert f"{newest}: checkpoint volume failed reading the snapshot (Input/output " in line
+        assert f"{newest}: the checkpoint volume failed reading it (Input/output " in line
         assert "skipping" not in log.read_text()
         assert sorted(volume.backing.rglob("*")) == before
         shown = warmstart("inspect", str(newest))
         assert shown.returncode == 10, shown.stdout + shown.stderr
         assert shown.stderr.count("\n") == 1 and "Input/output error" in shown.stderr
+
+
+def test_an_outage_reading_a_snapshots_counters_is_exit_10_not_a_crash(
+        tmp_path: Path, rlpyt_snapshot: Path) -> None:
+    """Ranking snapshots reads each one's pickle, then its few one-number tensors (Adam's
+    step) from the middle of the file, with read calls (a failed page of a memory map would
+    be SIGBUS, a death without a word). An outage's error there is exit 10 in one line, not
+    a damaged snapshot passed over."""
+    with zipfile.ZipFile(rlpyt_snapshot) as archive:
+        step = next(i for i in archive.infolist() if "/data/" in i.filename and i.file_size == 4)
+    with fuse_volume(tmp_path) as volume:
+        shutil.copytree(rlpyt_snapshot.parent, volume.backing / "run")
+        volume.command(f"fail-read EIO 1000000 run/params.pkl {step.header_offset} "
+                       f"{step.header_offset + 4096}")
+        assert volume.next_line() == "armed"
+        shown = warmstart("inspect", str(volume.mountpoint))
+        assert shown.returncode == 10, (shown.returncode, shown.stdout + shown.stderr)
+        assert shown.stderr.count("\n") == 1, shown.stderr
+        assert f"{volume.mountpoint / 'run' / 'params.pkl'}: the checkpoint volume failed " \
+               "reading it (Input/output error)" in shown.stderr, shown.stderr
+
+
+@pytest.mark.parametrize(("failure", "where", "instead"), [
+    ("fail-open EIO 1000000 job/manifest.json", "job/manifest.json", "damaged run record"),
+    ("fail-open EIO 1000000 job/progress.csv", "job/progress.csv", "not a progress.csv"),
+    ("fail EIO 1000000 rename .warmstart-probe", ".warmstart-probe-", "write mode object"),
+], ids=["manifest", "progress", "probe-rename"])
+def test_an_outage_as_a_run_resumes_is_exit_10_not_damage_nor_a_lacking_volume(
+        failure: str, where: str, instead: str, tmp_path: Path) -> None:
+    """An outage's error reading the run's records would make them damaged (exit 7, which
+    the Jobs never retry); failing the probe's rename would make the volume one without
+    rename (object mode, for the rest of the run). It stops instead: exit 10 in one line
+    naming the file, the volume as it was."""
+    with fuse_volume(tmp_path) as volume:
+        run = volume.backing / "job"
+        _finishes(volume.start(tmp_path / "first.log", SETTINGS | {"STEPS": "200"}),
+                  tmp_path / "first.log", run)
+        before = {p: p.read_bytes() for p in sorted(volume.backing.rglob("*")) if p.is_file()}
+        volume.command(failure)
+        if not failure.startswith("fail-open"):  # a `fail` is not answered: this one is,
+            volume.command("fail-open EIO 0")    # after the line before it took effect
+        assert volume.next_line() == "armed"
+        log = tmp_path / "trainer.log"
+        trainer = volume.start(log, SETTINGS)
+        assert trainer.wait(timeout=WAIT_S) == 10, log.read_text()
+        line = _one_error_line(log.read_text())
+        assert f"{volume.mountpoint}/{where}" in line, line
+        assert "the checkpoint volume failed " in line and "(Input/output error)" in line, line
+        assert instead not in log.read_text()
+        after = {p: p.read_bytes() for p in sorted(volume.backing.rglob("*")) if p.is_file()}
+        assert after == before
+

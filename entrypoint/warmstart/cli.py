@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, config, errors, runtime_dirs, sweep
+from .checkpoint import volume_errors
 from .config import EVAL_EPSILON, MAX_EPISODE_STEPS
 from .console import guarded_output
 from .errors import UserError
@@ -321,6 +322,13 @@ def _run(args_list: list[str]) -> int:
         overrides = {f.metadata["env"]: getattr(args, f.metadata["env"])
                      for f in config.settings() if getattr(args, f.metadata["env"]) is not None}
         return run(config.from_environment(overrides, log=log))
+    except OSError as err:  # not one a reader or writer turned into its own line
+        outage = volume_errors.outage(Path(err.filename or "the checkpoint volume"), err,
+                                      "reading or writing")
+        if outage is None:
+            raise  # a bug: its traceback is the report
+        print(f"warmstart: error: {outage}", file=sys.stderr, flush=True)
+        return outage.exit_code
     except UserError as err:
         print(f"warmstart: error: {err}", file=sys.stderr, flush=True)
         return err.exit_code

@@ -77,12 +77,12 @@ class SamplerError(UserError):
     exit_code = 9
 
 
-class VolumeUnavailableError(UserError):
+class VolumeUnavailableError(VolumeError):
     """The checkpoint volume failed with an error of an outage (exit 10): mid-run, transient
     errors (EIO, ENOTCONN, a timeout) were retried until the run's lease would lapse or a stop
-    came; or reading a snapshot met one (taken as damage, the snapshot would have been skipped
-    for an older one). Kept apart from exit 4, a volume that is wrong: a restart (after the
-    outage) can help."""
+    came; or a start or a reading command met one (taken as damage, a snapshot would have been
+    skipped for an older one, a run's record called damaged, a missing rename assumed). Kept
+    apart from exit 4, a volume that is wrong: a restart (after the outage) can help."""
 
     exit_code = 10
 
@@ -116,9 +116,9 @@ EXIT_CODES: dict[int, str] = {
     TrainingDivergedError.exit_code: "training diverged (a NaN or infinite loss or weight); "
                                      "nothing non-finite was written",
     SamplerError.exit_code: "an environment worker process died (a restart resumes)",
-    VolumeUnavailableError.exit_code: "checkpoint volume failed mid-run, or reading a snapshot, "
-                                      "with an outage's error; a restart resumes from the "
-                                      "last snapshot",
+    VolumeUnavailableError.exit_code: "checkpoint volume failed mid-run, or at a start, with "
+                                      "an outage's error; a restart resumes from the last "
+                                      "snapshot",
     VolumeStalledError.exit_code: "checkpoint volume stalled after a stop signal; exited "
                                   "without a final snapshot, the last complete one stands",
     EXIT_SIGINT: "stopped by SIGINT (training: after a final snapshot)",

@@ -2,25 +2,29 @@
 
 A reader (or a restarted job) sees either the old file or the new one, never a partial one.
 Temp files are dot-files with a fixed marker, so discovery never mistakes them for data and a
-later run can sweep the ones a killed process left behind.
+later run can sweep the ones a killed process left behind. Each write takes a temp name of its
+own (pid and a serial number): a retry after a failed write never reuses the failed one's name,
+which a network volume's cache may still show as present after its unlink (s3fs answered such a
+create with EEXIST).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import VolumeError
+from .volume_errors import volume_error
 
 TEMP_MARKER = ".tmp-"
+_serial = itertools.count()
 
 
 def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}")
+    return path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}-{next(_serial)}")
 
 
 def fsync_dir(folder: Path) -> None:
@@ -41,8 +45,9 @@ def replacing(path: Path) -> Iterator[BinaryIO]:
     """
     temp = _temp_path(path)
     try:
-        # a temp file a killed writer with this pid left (pid 1 in every container) is junk;
-        # whatever it is (a link, a FIFO), a new file is made, never written through it
+        # a temp file a killed writer with this pid left (pid 1 in every container, counting
+        # from the same serial) is junk; whatever it is (a link, a FIFO), a new file is made,
+        # never written through it
         temp.unlink(missing_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         with open(os.open(temp, flags, 0o644), "wb") as handle:
@@ -69,23 +74,6 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode())
-
-
-def volume_error(path: Path, err: OSError) -> VolumeError:
-    """One line that says what went wrong with the volume and what to do about it."""
-    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        if path.suffix == ".pkl":
-            return VolumeError(f"{path}: no space left on the checkpoint volume "
-                               f"({err.strerror}); free space or use a bigger volume; the "
-                               "previous snapshot is intact.", errno=err.errno)
-        return VolumeError(f"{path}: no space left ({err.strerror}); free space or write it "
-                           f"elsewhere; nothing partial was left, an earlier {path.name} is "
-                           "intact.", errno=err.errno)
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return VolumeError(
-            f"{path}: cannot write ({err.strerror}); the checkpoint folder must be writable "
-            f"by uid {os.getuid()} (gid {os.getgid()}).", errno=err.errno)
-    return VolumeError(f"{path}: write failed ({err.strerror or err}).", errno=err.errno)
 
 
 def sweep_temp_files(folder: Path) -> list[Path]:

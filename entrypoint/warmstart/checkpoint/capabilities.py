@@ -12,6 +12,7 @@ volume in one line naming what is missing and the mount option that adds it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -19,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import VolumeError
-from .atomic import volume_error
+from ..errors import VolumeError, VolumeUnavailableError
+from .volume_errors import raise_if_outage, volume_error
 from .volume_io import VOLUME
 
 PREFIX = ".warmstart-probe-"
@@ -41,7 +42,11 @@ class Capabilities:
             ("delete", self.delete)))
 
 
-def _why(err: OSError) -> str:
+def _why(path: Path, err: OSError) -> str:
+    """Why the volume refused an operation on the probe file; an outage's error (EIO, a
+    timeout) says nothing about what the volume supports, and stops the start (exit 10)
+    rather than pick a write mode from it."""
+    raise_if_outage(path, err, "probing")
     return err.strerror or type(err).__name__
 
 
@@ -55,20 +60,22 @@ def _put(path: Path, data: bytes, flags: int) -> str | None:
             os.close(fd)
         return None
     except OSError as err:
-        return _why(err)
+        return _why(path, err)
 
 
 def _reads(path: Path, expected: bytes) -> str | None:
     try:
         found = path.read_bytes()
     except OSError as err:
-        return _why(err)
+        return _why(path, err)
     return None if found == expected else "the file reads back other bytes"
 
 
 def probe(ckpt_dir: Path) -> Capabilities:
     """Try create, read back, overwrite (``O_TRUNC``), append, rename and delete on a hidden
-    file of this process's own; VolumeError when the volume cannot even create a file."""
+    file of this process's own; VolumeError when the volume cannot even create a file, and
+    VolumeUnavailableError (exit 10) when it fails with an outage's error on the way (the
+    file is then removed where it can be)."""
     path = ckpt_dir / f"{PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
     VOLUME.note("probe", path)
     try:
@@ -79,9 +86,21 @@ def probe(ckpt_dir: Path) -> Capabilities:
             os.close(fd)
     except OSError as err:
         raise volume_error(ckpt_dir, err) from None
+    try:
+        return _try_each(path)
+    except VolumeUnavailableError:
+        for left in (path, path.with_name(path.name + "-renamed")):
+            with contextlib.suppress(OSError):
+                left.unlink()
+        raise
+
+
+def _try_each(path: Path) -> Capabilities:
+    """``probe``'s trials on its new file ``path`` holding b"1"; the file is gone after
+    where the volume can delete."""
     problem = _reads(path, b"1")
     if problem is not None:
-        raise VolumeError(f"CKPT_DIR={ckpt_dir}: a file written there ({path.name}) "
+        raise VolumeError(f"CKPT_DIR={path.parent}: a file written there ({path.name}) "
                           f"{problem}; check the mount.")
     overwrite = _put(path, b"2", os.O_TRUNC) or _reads(path, b"2")
     append = _put(path, b"3", os.O_APPEND) or _reads(path, (b"1" if overwrite else b"2") + b"3")
@@ -90,12 +109,12 @@ def probe(ckpt_dir: Path) -> Capabilities:
         os.rename(path, renamed)
         rename, path = None, renamed
     except OSError as err:
-        rename = _why(err)
+        rename = _why(path, err)
     try:
         path.unlink()
         delete = None
     except OSError as err:
-        delete = _why(err)
+        delete = _why(path, err)
     return Capabilities(overwrite=overwrite, append=append, rename=rename, delete=delete)
 
 

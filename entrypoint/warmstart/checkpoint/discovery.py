@@ -20,6 +20,7 @@ from pathlib import Path
 from . import object_store, records
 from . import snapshot as snap
 from .manifest import read_manifest
+from .volume_errors import raise_if_outage
 from .volume_io import VOLUME
 
 _NAMED = 3
@@ -30,13 +31,20 @@ def candidates(root: Path) -> Iterator[Path]:
     """Every file under ``root`` named like an rlpyt snapshot, skipping hidden files and folders;
     in a run written in object mode, only those its manifest commits (``_committed``)."""
     VOLUME.note("list", root)  # during a start: a stall names the folder being walked
-    for folder, subdirs, files in os.walk(root):
+    for folder, subdirs, files in os.walk(root, onerror=_unless_outage):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         names = sorted(name for name in files if snap.SNAPSHOT_NAME.match(name))
         if any(object_store.VERSION.match(name) for name in files):
             names = _committed(Path(folder), names)
         for name in names:
             yield Path(folder) / name
+
+
+def _unless_outage(err: OSError) -> None:
+    """A folder that cannot be listed is passed over (not one of ours to read), unless the
+    volume failed with an outage's error: then the newest snapshot may be in it, and the
+    start stops (exit 10) rather than continue from an older one."""
+    raise_if_outage(Path(err.filename or "."), err, "listing")
 
 
 def _committed(folder: Path, names: list[str]) -> list[str]:

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from ..errors import RunLockedError, RunRecordError, UserError, VolumeError
 from . import atomic, object_store, safe_read
-from .volume_io import TRANSIENT, VOLUME
+from .volume_io import VOLUME
 
 FILE = ".warmstart.lease"
 MIN_LEASE_S = 30.0
@@ -133,8 +133,6 @@ def read(folder: Path) -> Holder | None:
     except FileNotFoundError:
         return None
     except OSError as err:
-        if err.errno in TRANSIENT:  # an outage, not a damaged lease: said as the volume's
-            raise atomic.volume_error(path, err) from None
         problem = str(err).splitlines()[0] if str(err) else type(err).__name__
     except ValueError as err:
         problem = str(err).splitlines()[0] if str(err) else type(err).__name__

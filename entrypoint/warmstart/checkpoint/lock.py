@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..errors import RunLockedError, RunRecordError
 from . import lease, safe_read
-from .atomic import volume_error
+from .volume_errors import volume_error
 from .volume_io import VOLUME
 
 FILE = ".warmstart.lock"

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import safe_read
-from .atomic import volume_error
+from .volume_errors import raise_if_outage, volume_error
 
 VERSION = re.compile(r"^manifest\.v(\d+)-(\d+)\.json$")
 CHECKSUM = "record_sha256"
@@ -88,7 +88,8 @@ def versions(folder: Path) -> list[tuple[int, int, Path]]:
     """The folder's manifest versions as (holder, seq, path), newest first."""
     try:
         names = os.listdir(folder)
-    except OSError:
+    except OSError as err:  # no folder, no versions; an outage is not "none"
+        raise_if_outage(folder, err, "listing")
         return []
     found = [(int(m.group(1)), int(m.group(2)), folder / name)
              for name in names if (m := VERSION.match(name))]

@@ -36,6 +36,7 @@ from ..config import Config
 from ..errors import ConfigError, SnapshotError
 from . import atomic, safe_read
 from . import snapshot as snap
+from .volume_errors import raise_if_outage
 
 FORMAT = 1
 PREFIX = "resume-itr_"
@@ -127,6 +128,10 @@ class ResumeState:
             yield archive
 
     def _unreadable(self, why: Exception | str) -> SnapshotError:
+        """The line for a resume state that cannot be used; an outage's error (EIO reading
+        it) is no such thing, and stops the command instead (exit 10)."""
+        if isinstance(why, OSError):
+            raise_if_outage(self.path, why)
         what = why if isinstance(why, str) else f"{type(why).__name__}: {why}"
         return SnapshotError(
             f"{self.path}: unreadable resume state ({what}); delete it to "

@@ -48,6 +48,7 @@ from .counters import Budget
 from .manifest import MANIFEST, MANIFEST_FORMAT, fields_problem, load_manifest
 from .records import PARAMS_JSON
 from .rows import PROGRESS, read_progress, rows_problem
+from .volume_errors import volume_error
 from .volume_io import VOLUME
 
 _RUN_N = re.compile(r"^run_(\d+)$")
@@ -175,7 +176,7 @@ class RunDir:
                                          "use another RUN_NAME.") from None
                 path = path.with_name(next_run_name(path.parent))
             except OSError as err:
-                raise atomic.volume_error(path, err) from None
+                raise volume_error(path, err) from None
         held = lock.acquire(path, wait_s=config.lock_wait, log=log)
         held.contested = config.run_name is not None  # a run_N folder was made ours alone
         try:
@@ -468,7 +469,7 @@ class RunDir:
         except FileNotFoundError:
             return
         except OSError as err:
-            raise atomic.volume_error(path, err) from None
+            raise volume_error(path, err) from None
         if self._written.get(name) == _identity(info):
             return
         vouched = {e["sha256"] for e in self.manifest["snapshots"] if e["file"] == name}

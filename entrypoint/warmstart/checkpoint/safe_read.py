@@ -9,6 +9,11 @@ opened, not whatever the name points at a moment later), then a read of at most 
 bytes. Anything else is an ``UnreadableFile`` saying what the name really is; a missing file
 stays ``FileNotFoundError``, so a caller can tell "absent" from "not usable".
 
+An error of an outage (EIO, ENOTCONN, a timeout: ``volume_errors.TRANSIENT``), opening or
+reading, is not an OSError here but ``VolumeUnavailableError`` (exit 10): it says nothing about
+the file, so no reader may take it for damage or absence; readers that read further through
+an ``open_fd`` descriptor (snapshots) use ``volume_errors.raise_if_outage`` the same way.
+
 JSON is parsed with a depth bound checked before the parser recurses: a record nested 100,000
 deep is damage, not a ``RecursionError``.
 """
@@ -24,6 +29,7 @@ import stat
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .volume_errors import raise_if_outage
 from .volume_io import VOLUME
 
 KB, MB, GB = 1 << 10, 1 << 20, 1 << 30
@@ -72,12 +78,13 @@ def open_fd(path: Path, *, limit: int, flags: int = os.O_RDONLY, mode: int = 0o6
     refuses it); for a regular file the flag changes nothing. ``flags`` may add ``O_CREAT``
     (with ``mode``) or ``O_NOFOLLOW``. Raises UnreadableFile for what is there but is not a
     regular file of a sane size; other OSErrors (FileNotFoundError, PermissionError) as
-    ``os.open`` raises them.
+    ``os.open`` raises them; VolumeUnavailableError for an outage's.
     """
     VOLUME.note("read", path)  # during a start: a stall names this file
     try:
         fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, mode)
     except OSError as err:
+        raise_if_outage(path, err)
         if err.errno == errno.ELOOP:
             raise UnreadableFile(path, "a link loop (or a link where none may be)") from None
         if err.errno == errno.ENXIO:  # a socket, or a FIFO opened for writing
@@ -92,8 +99,10 @@ def open_fd(path: Path, *, limit: int, flags: int = os.O_RDONLY, mode: int = 0o6
         if info.st_size > limit:
             raise UnreadableFile(path, f"{_size(info.st_size)}, more than the {_size(limit)} "
                                        "such a file can be")
-    except BaseException:
+    except BaseException as err:
         os.close(fd)
+        if isinstance(err, OSError):
+            raise_if_outage(path, err)
         raise
     return fd
 
@@ -107,7 +116,11 @@ def read_bytes(path: Path, *, limit: int, flags: int = os.O_RDONLY) -> bytes:
     """The whole regular file ``path``, at most ``limit`` bytes (a file that grew past the
     limit while being read is refused, not cut)."""
     with open_file(path, limit=limit, flags=flags) as handle:
-        data = handle.read(limit + 1)
+        try:
+            data = handle.read(limit + 1)
+        except OSError as err:
+            raise_if_outage(path, err)
+            raise
     if len(data) > limit:
         raise UnreadableFile(path, f"more than the {_size(limit)} such a file can be")
     return data

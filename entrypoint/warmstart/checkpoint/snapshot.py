@@ -29,9 +29,9 @@ from typing import Any
 import torch
 
 from ..config import MAX_STEPS, MAX_UPDATES
-from ..errors import SnapshotError, VolumeUnavailableError
+from ..errors import SnapshotError
 from . import safe_read
-from .volume_io import TRANSIENT
+from .volume_errors import raise_if_outage
 
 SNAPSHOT_NAME = re.compile(r"^(params|itr_\d+)\.pkl$")
 
@@ -174,7 +174,7 @@ def model_shape(state_dict: dict[str, torch.Tensor], source: Path) -> ModelShape
     return ModelShape(n_actions=int(out.shape[0]), dueling=dueling)
 
 
-def _torch_load(path: Path, fd: int, *, mmap: bool = False) -> dict[str, Any]:
+def _torch_load(path: Path, fd: int, *, counters_only: bool = False) -> dict[str, Any]:
     """``torch.load`` with ``weights_only=True`` of the file open as ``fd``; any failure
     becomes one ``SnapshotError``.
 
@@ -183,26 +183,18 @@ def _torch_load(path: Path, fd: int, *, mmap: bool = False) -> dict[str, Any]:
     ``KeyError`` as often as with ``UnpicklingError``. Its warnings (a pickle protocol it does
     not expect) are torch's business, not the user's, and stay out of the output. The file is
     read through a file object, record by record, so loading holds the tensors and never a
-    second copy of the file's bytes. A memory map (``mmap``) goes through ``/proc/self/fd``:
-    torch maps a file by name, and that name is the file already opened and checked, whatever
-    the snapshot's own name points at meanwhile.
+    second copy of the file's bytes. ``counters_only`` (a zip snapshot): read the pickle
+    record and only the tensors of a few elements (``_counters_only``).
     """
     _check_header(path, fd)
-    proc = f"/proc/self/fd/{fd}"
-    mapped = mmap and os.path.exists(proc)
     try:
-        with warnings.catch_warnings():
+        with (warnings.catch_warnings(), os.fdopen(os.dup(fd), "rb") as handle):
             warnings.simplefilter("ignore")
-            if mapped:
-                loaded = torch.load(proc, map_location="cpu", weights_only=True, mmap=True)
-            else:
-                with os.fdopen(os.dup(fd), "rb") as handle:
-                    handle.seek(0)  # a dup shares the offset the checks above moved
-                    loaded = torch.load(handle, map_location="cpu", weights_only=True)
+            handle.seek(0)  # a dup shares the offset the checks above moved
+            loaded = (_counters_only(handle) if counters_only
+                      else torch.load(handle, map_location="cpu", weights_only=True))
     except OSError as err:
-        _raise_if_outage(path, err)
-        if mapped:  # a file system without mmap, or a file cut short: read it to tell
-            return _torch_load(path, fd)
+        raise_if_outage(path, err)
         raise _unreadable_fd(path, fd) from None
     except Exception as err:  # noqa: BLE001 - see the docstring: the input is hostile
         refused = _refused_global(err)
@@ -216,6 +208,44 @@ def _torch_load(path: Path, fd: int, *, mmap: bool = False) -> dict[str, Any]:
         raise SnapshotError(f"{path}: holds a {type(loaded).__name__}, not rlpyt's snapshot "
                             "dict (itr, cum_steps, agent_state_dict, optimizer_state_dict).")
     return loaded
+
+
+COUNTER_TENSOR_BYTES = 64
+"""The largest tensor ``_counters_only`` reads: Adam's ``step`` is one number (4 or 8 bytes)."""
+
+
+def _counters_only(handle: io.BufferedReader) -> Any:
+    """A zip snapshot's pickle, unpickled by torch's weights-only unpickler (the one
+    ``torch.load(weights_only=True)`` uses), with every tensor larger than
+    COUNTER_TENSOR_BYTES left unread on the ``meta`` device: the counters (``itr``,
+    ``cum_steps``, Adam's ``step``) from kilobytes of a 58 MB file. Every byte comes through
+    ``read`` calls, so a volume's outage is an OSError; a memory map would turn it into
+    SIGBUS, a death without a line. (The unpickler's module is private; torch is pinned.)"""
+    archive = zipfile.ZipFile(handle)
+    record = next(n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1)
+    folder = record[:-len("data.pkl")]
+
+    def storage(pid: Any) -> torch.storage.TypedStorage:
+        kind, storage_type, key, _, numel = pid
+        if kind != "storage" or not isinstance(key, str) or not isinstance(numel, int):
+            raise pickle.UnpicklingError(f"not a storage: {pid!r:.80}")
+        dtype = torch.uint8 if storage_type is torch.UntypedStorage else storage_type.dtype
+        nbytes = numel * torch._utils._element_size(dtype)
+        info = archive.getinfo(f"{folder}data/{key}")  # KeyError: the record is missing
+        if info.file_size != nbytes:
+            raise pickle.UnpicklingError(f"storage {key}: {info.file_size} bytes, not {nbytes}")
+        if nbytes <= COUNTER_TENSOR_BYTES:
+            data = archive.read(info)
+            untyped = torch.UntypedStorage.from_buffer(data, dtype=torch.uint8) if data else (
+                torch.UntypedStorage(0))
+        else:
+            untyped = torch.UntypedStorage(nbytes, device="meta")
+        return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+
+    with archive.open(record) as pickled:
+        unpickler = torch._weights_only_unpickler.Unpickler(pickled, encoding="utf-8")
+        unpickler.persistent_load = storage
+        return unpickler.load()
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -244,7 +274,7 @@ def _check_header(path: Path, fd: int) -> None:
             is_zip = end is not None and zipfile.is_zipfile(handle)
             infos = zipfile.ZipFile(handle).infolist() if is_zip else []
     except OSError as err:
-        _raise_if_outage(path, err)
+        raise_if_outage(path, err)
         raise _unreadable(path, b"PK" if head.startswith(b"PK") else head, False) from None
     except (zipfile.BadZipFile, ValueError, EOFError):
         raise _unreadable(path, b"PK" if head.startswith(b"PK") else head, False) from None
@@ -325,20 +355,9 @@ def _unreadable_fd(path: Path, fd: int) -> SnapshotError:
         with os.fdopen(os.dup(fd), "rb") as handle:
             is_zip = zipfile.is_zipfile(handle)
     except OSError as err:
-        _raise_if_outage(path, err)
+        raise_if_outage(path, err)
         return SnapshotError(f"{path}: cannot read snapshot ({err.strerror or err}).")
     return _unreadable(path, head, is_zip)
-
-
-def _raise_if_outage(path: Path, err: OSError) -> None:
-    """An error a network volume gives during an outage (EIO, ENOTCONN, a timeout) says nothing
-    about the file: taken as damage, the start would skip a whole snapshot and continue from
-    an older one. It stops the command instead (exit 10, which the Jobs retry)."""
-    if err.errno in TRANSIENT:
-        raise VolumeUnavailableError(
-            f"{path}: checkpoint volume failed reading the snapshot ({err.strerror}), an error "
-            "of a volume that may answer again: nothing was skipped or written; retry once it "
-            "answers.") from None
 
 
 def _not_a_snapshot(path: Path, what: str) -> NotASnapshotError:
@@ -357,8 +376,7 @@ def _open(path: Path) -> int:
         raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror}).") from None
     except safe_read.UnreadableFile as err:
         raise _not_a_snapshot(path, err.why) from None
-    except OSError as err:
-        _raise_if_outage(path, err)
+    except OSError as err:  # an outage's error is not one here (safe_read)
         raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror or err}).") from None
 
 
@@ -373,7 +391,7 @@ def _sha256(path: Path, fd: int) -> str:
             if done > safe_read.SNAPSHOT_LIMIT:
                 raise _not_a_snapshot(path, "a file that grew past any snapshot's size")
     except OSError as err:
-        _raise_if_outage(path, err)
+        raise_if_outage(path, err)
         raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror or err}).") from None
     return digest.hexdigest()
 
@@ -558,20 +576,20 @@ def optimizer_updates(optimizer: Any) -> int | None:
 def read_training(path: Path) -> Counters:
     """``itr``, ``cum_steps`` and the optimizer's update count, without reading the tensors.
 
-    The pickle is read through a memory map, so ranking a volume of many 58 MB snapshots reads
-    kilobytes per file (docs/warm-start.md: 50 copies rank in well under 1 s); torch's older non-zip format
-    cannot be mapped and is read through a file object. A file that is truncated or not a torch
-    zip archive fails here already, which is what lets discovery skip a snapshot that a crash
-    cut short.
+    Only the pickle record and the tensors of one number are read (``_counters_only``), so
+    ranking a volume of many 58 MB snapshots reads kilobytes per file (docs/warm-start.md: 50
+    copies rank in well under 1 s); torch's older non-zip format is read whole. A file that is
+    truncated or not a torch zip archive fails here already, which is what lets discovery skip
+    a snapshot that a crash cut short.
     """
     fd = _open(path)
     try:
         try:
             head = os.pread(fd, 4, 0)
         except OSError as err:
-            _raise_if_outage(path, err)
+            raise_if_outage(path, err)
             raise SnapshotError(f"{path}: cannot read snapshot ({err.strerror}).") from None
-        params = _torch_load(path, fd, mmap=head == _ZIP_MAGIC)
+        params = _torch_load(path, fd, counters_only=head == _ZIP_MAGIC)
     finally:
         os.close(fd)
     itr, asynchronous = sampling_counters(path, params)

@@ -45,16 +45,9 @@ from typing import Any, NoReturn, TypeVar
 
 from ..errors import VolumeError, VolumeStalledError, VolumeUnavailableError
 from ..signals import Interrupted
-from .atomic import volume_error
+from .volume_errors import TRANSIENT, volume_error
 
 T = TypeVar("T")
-
-TRANSIENT = frozenset({
-    errno.EIO, errno.EAGAIN, errno.EINTR, errno.ENOTCONN, errno.ETIMEDOUT, errno.ECONNRESET,
-    errno.ECONNABORTED, errno.ECONNREFUSED, errno.ESTALE, errno.EHOSTDOWN, errno.EHOSTUNREACH,
-    errno.ENETDOWN, errno.ENETUNREACH, errno.ENETRESET, errno.EREMOTEIO})
-"""Errors of a volume that may answer again: a network mount's outage, a FUSE daemon that
-lost its server. Not ENOSPC, EDQUOT, EACCES, EPERM, EROFS: waiting does not fix those."""
 
 BACKOFF_CAP_S = 30.0
 """The longest wait between two tries: a few tries still fit in the shortest lease (30 s)."""

@@ -29,6 +29,7 @@ from ..checkpoint import snapshot as snap
 from ..checkpoint.counters import steps_done
 from ..checkpoint.manifest import read_manifest
 from ..checkpoint.rows import PROGRESS, read_progress
+from ..checkpoint.volume_errors import raise_if_outage
 from ..errors import SnapshotError
 from .table import text_table
 
@@ -90,7 +91,8 @@ def _sha256(path: Path) -> str | None:
         with safe_read.open_file(path, limit=safe_read.SNAPSHOT_LIMIT) as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
-    except OSError:
+    except OSError as err:  # unreadable: not the parent; an outage: unknown, so it stops
+        raise_if_outage(path, err)
         return None
     return digest.hexdigest()
 
