@@ -23,7 +23,8 @@ sequential; what is written is staged and published when the file is closed (``p
 a step), so readers see the old object until then, and a writer killed mid-write publishes
 what it had written. ``--no-delete`` refuses unlink (Mountpoint without --allow-delete). Steps
 there are ``create``, ``truncate`` (an open that replaces), ``write`` and ``publish``; names
-drop what differs between processes (``itr_N.pkl``, ``manifest.v.json``).
+drop what differs between processes (``itr_N.pkl``). On both kinds of mount a manifest version
+is named ``manifest.v.json``.
 
 Control, one line each on stdin:
     pause ANCHOR N OP NAME K   after the N-th rename whose source is named ANCHOR (on an
@@ -74,8 +75,11 @@ _CHANGES = frozenset({"create", "mkdir", "unlink", "rmdir", "rename", "fsync", "
                       "truncate", "link", "symlink", "chmod", "write"})
 
 
+_VERSION = re.compile(r"^manifest\.v\d+-\d+\.json$")
+
+
 def _name(path: str) -> str:
-    return _TEMP.sub(r"\1", os.path.basename(path))
+    return _VERSION.sub("manifest.v.json", _TEMP.sub(r"\1", os.path.basename(path)))
 
 
 class Volume(Operations):
@@ -312,7 +316,6 @@ class ObjectStore(Volume):
     """The mount as Mountpoint for S3 behaves (the module's docstring)."""
 
     _DIFFER = ((re.compile(r"^itr_\d+\.pkl$"), "itr_N.pkl"),
-               (re.compile(r"^manifest\.v\d+-\d+\.json$"), "manifest.v.json"),
                (re.compile(r"^(\.warmstart-probe-).*$"), r"\1"))
 
     def __init__(self, backing: str, *, overwrite: bool, delete: bool) -> None:

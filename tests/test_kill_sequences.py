@@ -3,11 +3,13 @@
 The real `warmstart train` runs on a FUSE test volume (tests/fusefs.py) that holds a chosen
 step of a snapshot write once it is done; the test sends SIGKILL to the trainer's process group
 there, so the kill lands right after that step and before the next, then lets the step return.
-A snapshot write is 15 steps (``SNAPSHOT_WRITE``): the manifest naming the write in progress,
+A snapshot write is 21 steps (``SNAPSHOT_WRITE``): the manifest naming the write in progress,
 params.pkl, the manifest listing it, each made as temp file, write, fsync, rename and fsync of
-the folder. Kills land in sequence: the first in a write that replaces an earlier snapshot, each
-next one in the restarted trainer's first write: every step after a clean write and after a kill,
-or with KILL_DRILL=all every step after every step (all 225 ordered pairs), on a volume that renames as a local disk does and on one whose
+the folder, each manifest.json after a write-once version of it (create, write, and the deletion
+of an older one). Kills land in sequence: the first in a write that replaces an earlier snapshot,
+each next one in the restarted trainer's first write: every step after a clean write and after a
+kill, or with KILL_DRILL=all every step after every step (all 441 ordered pairs), on a volume
+that renames as a local disk does and on one whose
 renames of big files return seconds after they completed (s3fs). After each kill the next start
 must continue the run from the newest intact snapshot, say which, and never be locked out.
 
@@ -49,11 +51,18 @@ def _write(name: str, k: int) -> list[tuple[str, str, int]]:
             ("rename", f"{temp}>{name}", k)]
 
 
-SNAPSHOT_WRITE = (_write("manifest.json", 1) + [("fsyncdir", "job", 1)]
+def _version(k: int) -> list[tuple[str, str, int]]:
+    """The steps of the ``k``-th manifest version of a write (``object_store.write_manifest``:
+    a new file, no rename), and of the deletion of the version two before it."""
+    return [("create", "manifest.v.json", k), ("write", "manifest.v.json", k),
+            ("unlink", "manifest.v.json", k)]
+
+
+SNAPSHOT_WRITE = (_version(1) + _write("manifest.json", 1) + [("fsyncdir", "job", 1)]
                   + _write("params.pkl", 1) + [("fsyncdir", "job", 2)]
-                  + _write("manifest.json", 2) + [("fsyncdir", "job", 3)])
+                  + _version(2) + _write("manifest.json", 2) + [("fsyncdir", "job", 3)])
 """The steps of a snapshot write in SNAPSHOT_MODE=last, as (operation, file, which one of that
-operation on that file since the write began); steps 9 to 15 follow params.pkl's rename."""
+operation on that file since the write began); steps 13 to 21 follow params.pkl's rename."""
 PARAMS_LANDED = SNAPSHOT_WRITE.index(("rename", ".params.pkl.tmp->params.pkl", 1))
 ANCHOR = ".progress.csv.tmp-"
 """A log point writes its progress row, then the snapshot: the n-th snapshot write of a
@@ -106,7 +115,9 @@ def _after_kill(run: Path) -> tuple[int, str | None]:
     for path in run.glob("*.pkl"):  # every visible snapshot loads
         torch.load(path, weights_only=True)
     newest = torch.load(run / "params.pkl", weights_only=True)["itr"]
-    writing = json.loads((run / "manifest.json").read_text()).get("writing")
+    manifest = load_manifest(run)  # a kill between a version and manifest.json: the version
+    assert manifest is not None
+    writing = manifest.get("writing")
     if writing is None:
         return newest, None
     landed = _sha256(run / "params.pkl") == writing["sha256"]
@@ -228,9 +239,9 @@ def test_the_issue_25_sequence_leaves_a_run_that_continues(tmp_path: Path) -> No
 
 
 def drill_sequence() -> list[int]:
-    """The drill's kills: with KILL_DRILL=all every ordered pair of steps (226 kills, about 36
+    """The drill's kills: with KILL_DRILL=all every ordered pair of steps (442 kills, about 70
     minutes a volume on 2 busy cores); otherwise each step once after a clean write and once
-    after a kill (16 kills), which is what `make drills` and CI run."""
+    after a kill (22 kills), which is what `make drills` and CI run."""
     n = len(SNAPSHOT_WRITE)
     return every_pair(n) if os.environ.get("KILL_DRILL") == "all" else [*range(n), 0]
 

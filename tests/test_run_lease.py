@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SHORT_RUN, warmstart
+from conftest import FILES_ONLY_RUN, SHORT_RUN, warmstart
 from fuse_volume import WAIT_S, Volume, fuse_volume
 from warmstart.checkpoint import lease
+from warmstart.checkpoint.manifest import load_manifest
 
 LONG_RUN = SHORT_RUN | {"STEPS": "100000", "RUN_NAME": "job"}
 
@@ -110,6 +111,39 @@ def test_a_killed_holders_restart_on_the_same_host_takes_over_at_once(tmp_path: 
         assert manifest["holder"] == 2 and manifest["status"] == "finished"
         assert {e["holder"] for e in manifest["snapshots"]} == {2}
         assert _lease(a.backing)["number"] == 2 and _lease(a.backing)["released"] is True
+
+
+@pytest.mark.drill  # three starts on a local folder: about 40 s
+def test_a_late_manifest_of_an_old_holder_never_stands_as_the_runs_record(
+        tmp_path: Path) -> None:
+    """Holder 1's manifest.json lands after holder 2 took the run over and wrote a newer
+    params.pkl (s3fs completes a rename after its caller is gone), and the lease file was
+    deleted to break the lease: the next start reads holder 2's record (its versions), continues
+    from its params.pkl, and takes holder number 3. Before versions were written in rename mode
+    it exited 7 ("not a snapshot this run wrote"); without the records' floor it took number 1,
+    and its writes lost to holder 2's."""
+    run = tmp_path / "job"
+
+    def train(steps: str) -> str:
+        done = warmstart(CKPT_DIR=str(tmp_path), **(FILES_ONLY_RUN | {"RUN_NAME": "job",
+                                                                      "STEPS": steps}))
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    train("400")
+    late = (run / "manifest.json").read_bytes()
+    train("800")
+    newest = load_manifest(run)
+    assert newest is not None and newest["holder"] == 2
+    (run / "manifest.json").write_bytes(late)
+    (run / lease.FILE).unlink()
+    assert load_manifest(run) == newest
+    itr = max(e["itr"] for e in newest["snapshots"])
+    output = train("1200")
+    assert f"warm start from {run / 'params.pkl'} (itr {itr}:" in output, output
+    resumed = load_manifest(run)
+    assert resumed is not None and resumed["holder"] == 3 and resumed["status"] == "finished"
+    assert json.loads((run / "manifest.json").read_text()) == resumed
 
 
 @pytest.mark.drill  # a stall past half the shortest lease: about 22 s

@@ -52,13 +52,16 @@ class RunLock:
         self._lease_s = lease.lease_seconds(wait_s)
         self._wait_s = wait_s
         self._log = log
-        self.in_place = False  # object mode (``use_object_mode``)
+        self.in_place = False  # object mode (``use``)
         self._floor = 0
         self.contested = True  # another node may take this folder's lease at the same moment
 
-    def use_object_mode(self, floor: int) -> None:
-        """Write the lease in place (no rename), with holder numbers above ``floor``."""
-        self.in_place, self._floor = True, floor
+    def use(self, *, in_place: bool, floor: int) -> None:
+        """Take the lease with a holder number above ``floor`` (the highest the run's records
+        carry: a lease file someone deleted to break a stuck lease does not restart the count,
+        and readers order manifest versions by it); ``in_place``: write it without rename
+        (object mode)."""
+        self.in_place, self._floor = in_place, floor
 
     def _leased(self) -> lease.Lease:
         """The run's lease, taken at the first write or claim, waiting up to LOCK_WAIT for a

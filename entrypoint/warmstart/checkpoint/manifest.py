@@ -4,12 +4,14 @@ The manifest names the run's parent snapshot, config, budget, every snapshot wri
 write in progress and the interrupted writes whose files did not land. A manifest that does not hold what this trainer writes is a damaged record:
 readers that only look treat it as absent, a trainer refuses to write into the run.
 
-A run written in object mode (``object_store``: a volume without rename) has no
-``manifest.json`` but write-once versions of it; the newest whole one is the manifest. Each
-manifest carries its writer's holder number and a ``version`` counter, and of a run's
+Every manifest is also written as a write-once version (``object_store``); a run written in
+object mode (a volume without rename) has only those, the newest whole one being the manifest.
+Each manifest carries its writer's holder number and a ``version`` counter, and of a run's
 ``manifest.json`` and versions the one highest by (holder, version) wins: a run that moved
 between volumes of either kind reads as it was last written, and a late write from a stalled
-older holder never wins.
+older holder (a ``manifest.json`` its rename put in place after the run was taken over, or a
+version) never wins. In rename mode the versions only fence: a damaged ``manifest.json`` is
+still a damaged record, as a rename never leaves one torn.
 """
 
 from __future__ import annotations
@@ -87,6 +89,16 @@ def _order(manifest: dict[str, Any]) -> tuple[int, int]:
     return manifest.get("holder") or 0, manifest.get("version") or 0
 
 
+def highest_holder(manifest: dict[str, Any]) -> int:
+    """The highest holder number a run's manifest carries (its own, its entries' and its
+    writes'): a new holder takes a higher one even when the lease file was deleted."""
+    numbers = [manifest.get("holder") or 0]
+    for record in [*manifest["snapshots"], manifest.get("writing") or {},
+                   *(manifest.get("interrupted") or [])]:
+        numbers.append(record.get("holder") or 0)
+    return max(n for n in numbers if isinstance(n, int))
+
+
 def newest_record(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
     """The run's manifest and the file it was read from (``manifest.json`` or its newest whole
     version), None when the folder has none; RunRecordError as ``load_manifest``."""
@@ -106,8 +118,9 @@ def newest_record(run_dir: Path) -> tuple[dict[str, Any], Path] | None:
             if versioned is not None and _order(versioned[0]) > _order(manifest):
                 return versioned
             return manifest, path
-    if versioned is not None:  # a run continued in object mode: its versions are its record
-        return versioned
+    if versioned is not None and versioned[0].get("write_mode") == "object":
+        return versioned  # a run continued in object mode: its versions are its record
+    # in rename mode manifest.json is replaced only by rename, whole: damage is not ours
     raise RunRecordError(
         f"{path}: damaged run record ({problem}); a trainer never writes into a run it cannot "
         f"read: restore the file, or move the folder {run_dir} aside, or use another RUN_NAME.")

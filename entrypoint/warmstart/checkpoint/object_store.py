@@ -16,6 +16,7 @@ overwritten in place:
 
 Versions order by holder number first: a late write from a stalled old holder (a lower number)
 never wins over the run's newest holder. Older versions are deleted where the volume allows it.
+Rename mode writes versions too, before each ``manifest.json``, for that ordering alone.
 """
 
 from __future__ import annotations
@@ -173,30 +174,22 @@ class Deleter:
             return False
         return True
 
-    def old_versions(self, folder: Path, newest: Path) -> None:
-        """Delete the manifest versions before ``newest`` but the ``VERSIONS_KEPT`` newest and
-        each older holder's last one: what it lists stays known as the run's own, so a late
-        write of a stalled holder is never taken for another lineage's file (exit 7)."""
+    def old_versions(self, folder: Path, newest: Path, *, holders_last: bool) -> None:
+        """Delete the manifest versions before ``newest`` but the ``VERSIONS_KEPT`` newest and,
+        with ``holders_last`` (object mode), each older holder's last one: what it lists stays
+        known as the run's own, so a late write of a stalled holder is never taken for another
+        lineage's file (exit 7). In rename mode such a late file is vouched for by the
+        manifest's ``interrupted`` entry instead."""
         found = versions(folder)
         names = [p for _, _, p in found]
         if newest not in names:
             return
         last_of: dict[int, Path] = {}
-        for holder, _, path in found:
+        for holder, _, path in found if holders_last else ():
             last_of.setdefault(holder, path)
         for path in names[names.index(newest):][VERSIONS_KEPT:]:
             if path not in last_of.values() and not self.delete(path):
                 return
-
-
-def highest_holder(manifest: dict[str, Any]) -> int:
-    """The highest holder number a run's manifest carries (its own, its entries' and its
-    writes'): a new holder takes a higher one even when the lease file was deleted."""
-    numbers = [manifest.get("holder") or 0]
-    for record in [*manifest["snapshots"], manifest.get("writing") or {},
-                   *(manifest.get("interrupted") or [])]:
-        numbers.append(record.get("holder") or 0)
-    return max(n for n in numbers if isinstance(n, int))
 
 
 def save_snapshot(run: Any, files: list[str], data: bytes, write: dict[str, Any]) -> None:

@@ -17,6 +17,8 @@ is gone lands late). A run's own interrupted writes never lock it out.
 
 On a volume without rename the run is written in object mode (``object_store``, chosen at the
 start by ``capabilities``): write-once itr_N.pkl and manifest versions instead of replacements.
+In rename mode each ``manifest.json`` follows a write-once version of it, so that a late rename
+by a stalled old holder never stands as the run's record (``manifest.newest_record``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from ..errors import (
 from . import atomic, lock, object_store, resume_state, safe_read
 from . import snapshot as snap
 from .counters import Budget
-from .manifest import MANIFEST, MANIFEST_FORMAT, fields_problem, load_manifest
+from .manifest import MANIFEST, MANIFEST_FORMAT, fields_problem, highest_holder, load_manifest
 from .records import PARAMS_JSON
 from .rows import PROGRESS, read_progress, rows_problem
 from .volume_errors import volume_error
@@ -140,11 +142,10 @@ class RunDir:
         return self.path.name
 
     def use(self, write_mode: str) -> None:
-        """Write the run in ``write_mode`` (``capabilities``): in object mode the lease too is
-        replaced in place, under a holder number above every one the run's records carry."""
+        """Write the run in ``write_mode`` (``capabilities``; in object mode the lease too is
+        replaced in place), under a holder number above every one the run's records carry."""
         self.write_mode = write_mode
-        if write_mode == "object":
-            self._lock.use_object_mode(floor=object_store.highest_holder(self.manifest))
+        self._lock.use(in_place=write_mode == "object", floor=highest_holder(self.manifest))
 
     @property
     def budget(self) -> Budget:
@@ -195,8 +196,7 @@ class RunDir:
                 f"RUN_NAME={config.run_name}: {path} holds {', '.join(foreign[:3])} but no "
                 f"{MANIFEST}: not a run this trainer started, and a trainer never writes into "
                 "another run; use another RUN_NAME (INIT_SNAPSHOT can name its snapshot).")
-        if write_mode == "object":
-            held.use_object_mode(floor=0)
+        held.use(in_place=write_mode == "object", floor=0)
         held.claim()
         manifest = {
             "format": MANIFEST_FORMAT,
@@ -330,14 +330,16 @@ class RunDir:
         self.manifest["updated"] = _now()
         self.manifest["version"] = (self.manifest.get("version") or 0) + 1
         self.manifest["write_mode"] = self.write_mode
-        if self.write_mode == "object":
-            record = dict(self.manifest)
-            path = self.path / object_store.version_name(record["holder"], record["version"])
-            written = self._on_volume("write", path,
-                                      lambda: object_store.write_manifest(self.path, record))
-            self._on_volume("prune", self.path,
-                            lambda: self._deleter.old_versions(self.path, written))
-        else:
+        # A write-once version first, in both modes: ordered by holder number, it fences off a
+        # late manifest.json from a stalled old holder (a rename s3fs completes after its
+        # caller is gone), which would otherwise stand as the run's record.
+        record = dict(self.manifest)
+        path = self.path / object_store.version_name(record["holder"], record["version"])
+        written = self._on_volume("write", path,
+                                  lambda: object_store.write_manifest(self.path, record))
+        self._on_volume("prune", self.path, lambda: self._deleter.old_versions(
+            self.path, written, holders_last=self.write_mode == "object"))
+        if self.write_mode == "rename":
             text = json.dumps(self.manifest, indent=2) + "\n"
             self._on_volume("write", self.path / MANIFEST,
                             lambda: atomic.write_text(self.path / MANIFEST, text))
