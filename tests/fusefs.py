@@ -23,7 +23,7 @@ sequential; what is written is staged and published when the file is closed (``p
 a step), so readers see the old object until then, and a writer killed mid-write publishes
 what it had written. ``--no-delete`` refuses unlink (Mountpoint without --allow-delete). Steps
 there are ``create``, ``truncate`` (an open that replaces), ``write`` and ``publish``; names
-drop what differs between processes (``itr_N.pkl``). On both kinds of mount a manifest version
+drop what differs between processes (``itr_N.pkl``, ``resume-itr_N.npz``). On both kinds of mount a manifest version
 is named ``manifest.v.json``.
 
 Control, one line each on stdin:
@@ -316,6 +316,7 @@ class ObjectStore(Volume):
     """The mount as Mountpoint for S3 behaves (the module's docstring)."""
 
     _DIFFER = ((re.compile(r"^itr_\d+\.pkl$"), "itr_N.pkl"),
+               (re.compile(r"^resume-itr_\d+\.npz$"), "resume-itr_N.npz"),
                (re.compile(r"^(\.warmstart-probe-).*$"), r"\1"))
 
     def __init__(self, backing: str, *, overwrite: bool, delete: bool) -> None:

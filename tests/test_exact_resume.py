@@ -19,12 +19,15 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import SHORT_RUN, clean_env, warmstart
+from fuse_volume import fuse_volume
+from warmstart.checkpoint.manifest import read_manifest
 from warmstart.checkpoint.resume_state import ResumeState
 
 # runs interrupted and restarted several times each: drills (`make drills`)
@@ -68,10 +71,9 @@ def _rows(run: Path) -> list[dict[str, str]]:
 
 
 def _snapshots(run: Path) -> list[dict]:
-    try:
-        return json.loads((run / "manifest.json").read_text())["snapshots"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return []
+    """What the run's manifest lists (its newest version on an object store), as it is now."""
+    manifest = read_manifest(run) if run.is_dir() else None
+    return [] if manifest is None else manifest["snapshots"]
 
 
 def _start(ckpt: Path, settings: dict[str, str]) -> subprocess.Popen:
@@ -191,6 +193,33 @@ def test_prioritized_3_step_replay_sigkills_then_sigterm_resume_exactly(tmp_path
     assert "exact resume from" in final
     _assert_same_tensors(_params(run / "params.pkl"), _params(ref / "params.pkl"))
     _check_life_loss_and_episode_end_after(ckpt, ref, first)
+
+
+def test_an_object_store_run_killed_mid_resume_state_resumes_exactly(tmp_path: Path) -> None:
+    """On a volume without rename (the test volume as Mountpoint for S3: object mode), a SIGKILL
+    while a resume state is written, after updates began, leaves the part written published;
+    the restart passes it over for the previous snapshot's own state and is exact, and so is
+    the one after a SIGTERM: the run ends with the uninterrupted run's tensors."""
+    ref, _, _ = _reference_and_volume(tmp_path, EXACT)
+    with fuse_volume(tmp_path, object_store=()) as volume:
+        run, seen = volume.backing / "job", volume.mountpoint / "job"
+        # the 4th log point (itr 79) writes its resume state after the run's progress.csv
+        volume.kill_at(("write", "resume-itr_N.npz", 1), anchor="progress.csv", occurrence=4,
+                       settings=EXACT, log=tmp_path / "killed.log")
+        torn = run / "resume-itr_79.npz"
+        assert torn.exists() and not zipfile.is_zipfile(torn)
+        # a refused start records its failure as the run is written: in place, no rename
+        changed = warmstart(CKPT_DIR=str(volume.mountpoint), **(EXACT | {"REPLAY_SIZE": "600"}))
+        assert changed.returncode == 2 and "REPLAY_SIZE=600 (the run used 500)" in changed.stderr
+        assert "could not record" not in changed.stdout, changed.stdout
+        assert read_manifest(seen)["status"] == "failed"
+        output = _interrupt(volume.mountpoint, EXACT, "sigterm", past_itr=100)
+        assert _resumed_from(output) == 59 and "exact resume from" in output, output
+        final = _finish(volume.mountpoint, EXACT)
+        assert "exact resume from" in final and _resumed_from(final) >= 100
+        assert read_manifest(seen)["write_mode"] == "object"
+        _assert_same_tensors(_params(run / "params.pkl"), _params(ref / "params.pkl"))
+        assert [p.name for p in run.glob("resume-itr_*")] == [f"resume-itr_{TARGET_ITR}.npz"]
 
 
 def test_two_seeded_runs_from_rlpyt_fixture_write_identical_tensors(

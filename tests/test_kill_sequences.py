@@ -239,8 +239,8 @@ def test_the_issue_25_sequence_leaves_a_run_that_continues(tmp_path: Path) -> No
 
 
 def drill_sequence() -> list[int]:
-    """The drill's kills: with KILL_DRILL=all every ordered pair of steps (442 kills, about 70
-    minutes a volume on 2 busy cores); otherwise each step once after a clean write and once
+    """The drill's kills: with KILL_DRILL=all every ordered pair of steps (442 kills, 20 times
+    the default sequence's); otherwise each step once after a clean write and once
     after a kill (22 kills), which is what `make drills` and CI run."""
     n = len(SNAPSHOT_WRITE)
     return every_pair(n) if os.environ.get("KILL_DRILL") == "all" else [*range(n), 0]

@@ -10,6 +10,9 @@ overwritten in place:
   sha256, itr, cum_steps and the writer's holder number: the commit record. Versions are
   write-once too and carry the sha256 of their own content, so the newest valid one wins and
   a torn one is passed over, never a damaged record (exit 7);
+- with RESUME_STATE=full, the snapshot's ``resume-itr_N.npz`` is written before all of this,
+  in sequence under its own name (``writing``), and the versions list it with its size: a
+  part a killed writer published is never listed, and never read (``resume_state.find``);
 - ``params.pkl`` (rlpyt's name, for the user's tooling) is refreshed with ``O_TRUNC`` only once
   an intact committed ``itr_N.pkl`` exists, and ``progress.csv`` is rewritten whole at each log
   point (a torn one is read up to its last whole row, ``rows.read_progress``).
@@ -21,12 +24,14 @@ Rename mode writes versions too, before each ``manifest.json``, for that orderin
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,24 +46,51 @@ VERSIONS_KEPT = 2
 _NO_DELETE = (errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EROFS, errno.EOPNOTSUPP)
 
 
-def _write_fd(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+class _Appending(io.RawIOBase):
+    """A file opened for writing that says it cannot seek: an object store's upload only
+    appends, and zipfile, told so, writes each member's sizes after its data instead of going
+    back to its header."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            done += os.write(self._fd, view[done:])
+        return done
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                os.close(self._fd)  # an object store publishes here: its error is the write's
+            finally:
+                super().close()
+
+
+@contextlib.contextmanager
+def writing(path: Path, *, replace: bool) -> Iterator[io.RawIOBase]:
+    """Write ``path`` in sequence through a file object: a new file (``O_EXCL``), or with
+    ``replace`` one opened with ``O_TRUNC`` (the only replacement an object store has). Closing
+    publishes it, and so does a failed or killed write, with what it had written: a reader
+    trusts it only once a manifest version lists it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if replace else os.O_EXCL)
+    try:
+        with _Appending(os.open(path, flags, 0o644)) as handle:  # unbuffered: zipfile's
+            yield handle  # writes are its compressor's blocks
+    except OSError as err:
+        raise volume_error(path, err) from None
 
 
 def put(path: Path, data: bytes, *, replace: bool) -> None:
-    """Write ``path`` whole: a new file (``O_EXCL``), or with ``replace`` one opened with
-    ``O_TRUNC`` (the only replacement an object store has). Closing publishes it."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if replace else os.O_EXCL)
-    try:
-        fd = os.open(path, flags, 0o644)
-        try:
-            _write_fd(fd, data)
-        finally:
-            os.close(fd)
-    except OSError as err:
-        raise volume_error(path, err) from None
+    """Write ``path`` whole (``writing``)."""
+    with writing(path, replace=replace) as handle:
+        handle.write(data)
 
 
 def holds(path: Path, sha256: str) -> bool:

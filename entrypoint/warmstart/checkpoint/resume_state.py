@@ -11,7 +11,8 @@ well) plus ``meta.json``. It records the sha256 of the snapshot bytes it belongs
 settings that shape training. Loading parses headers and JSON only: nothing is unpickled.
 
 Crash consistency, with the order ``RunDir.save_snapshot`` uses: the resume state is written
-(atomically) before the snapshot files, and older resume states are deleted only after the
+(atomically, or in object mode under its own name before the manifest version that lists it
+with its size) before the snapshot files, and older resume states are deleted only after the
 new snapshot is in place. A kill at any moment leaves the newest snapshot with the resume
 state whose recorded sha256 is its own; a stray newer resume state (the kill came before its
 snapshot landed) matches nothing and is deleted at the next snapshot. A snapshot beside
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import zipfile
 from collections.abc import Callable, Iterator
@@ -34,7 +36,7 @@ import numpy as np
 from .. import provenance
 from ..config import Config
 from ..errors import ConfigError, SnapshotError
-from . import atomic, safe_read
+from . import atomic, object_store, safe_read
 from . import snapshot as snap
 from .volume_errors import raise_if_outage
 
@@ -74,17 +76,23 @@ def _settings(config: Config) -> dict[str, Any]:
 
 
 def write(run_path: Path, *, itr: int, cum_steps: int, params_sha256: str, config: Config,
-          payload: ResumePayload) -> Path:
+          payload: ResumePayload, object_mode: bool = False) -> Path:
     """Write the resume state for the snapshot of ``itr`` whose bytes hash to ``params_sha256``.
 
     Streams each array into the zip (no copy of the replay in memory) through an atomic
-    replace; call it before writing the snapshot files.
+    replace, or in object mode in sequence under its own name (``object_store.writing``: a
+    killed writer's part is published, and passed over by ``find``); call it before writing
+    the snapshot files.
     """
     path = run_path / file_name(itr)
     meta = {"format": FORMAT, "itr": itr, "cum_steps": cum_steps,
             "params_sha256": params_sha256, "settings": _settings(config),
             "versions": provenance.versions(), "state": payload.meta}
-    with atomic.replacing(path) as handle, zipfile.ZipFile(
+    # in object mode an earlier one of this name was never committed, or is this write's own
+    # first try before a retry
+    opened = (object_store.writing(path, replace=os.path.lexists(path)) if object_mode
+              else atomic.replacing(path))
+    with opened as handle, zipfile.ZipFile(
             handle, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as zf:
         zf.writestr(META, json.dumps(meta))
         for name, array in payload.arrays.items():
@@ -194,13 +202,23 @@ def _on_disk(run_path: Path) -> list[Path]:
                   key=lambda p: int(NAME.match(p.name).group(1)))
 
 
+def _size(path: Path) -> int | None:
+    try:
+        return os.lstat(path).st_size
+    except OSError as err:
+        raise_if_outage(path, err)
+        return None
+
+
 def find(run_path: Path, snapshot: snap.Snapshot, config: Config,
-         log: Callable[[str], None]) -> ResumeState | None:
+         log: Callable[[str], None], listed: dict[str, int] | None = None) -> ResumeState | None:
     """The resume state that belongs to ``snapshot`` (the run's newest), or None.
 
     None when ``RESUME_STATE=off`` or when the run folder holds no resume state (the resume
     is then a warm start with a fresh replay, said in the log). A folder whose resume states
-    all belong to other snapshots is refused: its pieces were mixed by hand.
+    all belong to other snapshots is refused: its pieces were mixed by hand. ``listed`` (a
+    run last written in object mode): the resume states its manifest lists, with their sizes;
+    any other file may be the part a killed writer published, and is passed over.
     """
     found = _on_disk(run_path)
     if config.resume_state != "full":
@@ -208,6 +226,8 @@ def find(run_path: Path, snapshot: snap.Snapshot, config: Config,
             log(f"RESUME_STATE=off: ignoring {found[-1].name}; the replay restarts empty "
                 "(resume states are removed at the next snapshot)")
         return None
+    if listed is not None:
+        found = [p for p in found if _size(p) == listed.get(p.name)]
     if not found:
         log(f"no resume state beside {snapshot.path.name}: the replay restarts empty, so this "
             "resume is not exact")
@@ -233,10 +253,16 @@ def find(run_path: Path, snapshot: snap.Snapshot, config: Config,
     return state
 
 
-def prune(run_path: Path, keep: Path | None) -> None:
-    """Delete every resume state but ``keep``: only the newest snapshot's is ever used."""
+def prune(run_path: Path, keep: Path | None,
+          delete: Callable[[Path], bool] | None = None) -> None:
+    """Delete every resume state but ``keep``: only the newest snapshot's is ever used.
+    ``delete`` (object mode): how, on a volume that may refuse it (then the files stay), with
+    nothing to fsync."""
     doomed = [p for p in _on_disk(run_path) if p != keep]
     for path in doomed:
-        path.unlink(missing_ok=True)
-    if doomed:
+        if delete is None:
+            path.unlink(missing_ok=True)
+        elif not delete(path):
+            return
+    if doomed and delete is None:
         atomic.fsync_dir(run_path)

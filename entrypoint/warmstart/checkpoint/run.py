@@ -123,6 +123,9 @@ class RunDir:
         # wrote or checked it (``_check_own``); the write mode the run was last written in,
         # until the start's probe of the volume says which this process uses (``use``)
         self.write_mode: str = manifest.get("write_mode") or "rename"
+        # so that even recording a failure before the probe (``fail``) takes the lease as
+        # this mode writes it (in place on an object store, where a rename is ENOSYS)
+        held.use(in_place=self.write_mode == "object", floor=highest_holder(manifest))
         self._deleter = object_store.Deleter(log)
         try:
             self._rows: list[dict[str, Any]] = read_progress(
@@ -216,9 +219,9 @@ class RunDir:
             "config": config.as_dict(),
             "versions": provenance.versions(),
             "snapshots": [],
+            "write_mode": write_mode,
         }
         run = cls(path, config, manifest, held, log=log)
-        run.write_mode = write_mode
         run._write_manifest()
         run.put_record(PARAMS_JSON, (json.dumps(run._rlpyt_params(), indent=2) + "\n").encode())
         return run
@@ -399,13 +402,14 @@ class RunDir:
             def write_resume() -> tuple[Path, int]:
                 path = resume_state.write(self.path, itr=itr, cum_steps=cum_steps,
                                           params_sha256=digest, config=self.config,
-                                          payload=parts["resume"])
+                                          payload=parts["resume"],
+                                          object_mode=self.write_mode == "object")
                 return path, path.stat().st_size
 
             resume, resume_bytes = self._on_volume(
                 "write", self.path / resume_state.file_name(itr), write_resume)
         else:
-            self._on_volume("prune", self.path, lambda: resume_state.prune(self.path, keep=None))
+            self._prune_resume_states(keep=None)
         # The manifest names the files and sha256 being written before they land, so a kill
         # between a file and the manifest's final entry leaves a file the run can vouch for.
         self.manifest["writing"] = {"files": files, "sha256": digest, "itr": itr,
@@ -417,7 +421,7 @@ class RunDir:
         if self.write_mode == "object":
             object_store.save_snapshot(self, files, data, self.manifest.pop("writing"))
             self._prune()
-            self._on_volume("prune", self.path, lambda: resume_state.prune(self.path, keep=resume))
+            self._prune_resume_states(keep=resume)
             return time.perf_counter() - started
         self._write_manifest()
         entries = [e for e in self.manifest["snapshots"] if e["file"] not in files]
@@ -438,8 +442,26 @@ class RunDir:
         del self.manifest["writing"]
         self._write_manifest()
         self._prune()
-        self._on_volume("prune", self.path, lambda: resume_state.prune(self.path, keep=resume))
+        self._prune_resume_states(keep=resume)
         return time.perf_counter() - started
+
+    def _prune_resume_states(self, keep: Path | None) -> None:
+        """Delete the resume states but ``keep`` through the volume's worker; in object mode
+        through the Deleter: a volume without delete keeps them, said once, never an error."""
+        delete = self._deleter.delete if self.write_mode == "object" else None
+        self._on_volume("prune", self.path,
+                        lambda: resume_state.prune(self.path, keep=keep, delete=delete))
+
+    def listed_resume_states(self) -> dict[str, int] | None:
+        """In a run last written in object mode, the resume states its manifest lists (its
+        snapshots' and the write in progress's) by name, with their sizes: only those are
+        whole (``resume_state.find``). None in rename mode, where every file is."""
+        if self.write_mode != "object":
+            return None
+        records = [*self.manifest["snapshots"], self.manifest.get("writing") or {}]
+        return {r["resume_state"]: r["resume_state_bytes"] for r in records
+                if isinstance(r.get("resume_state"), str)
+                and isinstance(r.get("resume_state_bytes"), int)}
 
     def _asynchronous(self, itr: int, optimizer: dict[str, Any]) -> snap.AsyncCounters | None:
         """The AsyncRl counters a snapshot of a run continuing an asynchronous lineage carries,

@@ -215,7 +215,8 @@ def _resume(run: RunDir, config: Config, log: Callable[[str], None]) -> StartPoi
     if own is None and run.manifest["parent"] is not None:
         start = snap.read(Path(run.manifest["parent"]["path"]))
     first_itr = run.budget.start_itr if own is None else own.itr + 1
-    exact = None if own is None else find_resume_state(run.path, own, config, log)
+    exact = None if own is None else find_resume_state(run.path, own, config, log,
+                                                       listed=run.listed_resume_states())
     lr, source = _learning_rate(config, start)
     # an exact resume keeps the interrupted process's schedule: its replay is restored
     min_itr_learn = (exact.min_itr_learn if exact is not None
@@ -235,13 +236,7 @@ def _write_mode(config: Config, log: Callable[[str], None]) -> str:
     """Probe the volume (``capabilities``) once every read-only check has passed and before
     the run is claimed or made: the write mode, or one VolumeError line with nothing written
     but the probe's own hidden file."""
-    mode = capabilities.write_mode(config.ckpt_dir, config.write_mode, log)
-    if mode == "object" and config.resume_state == "full":
-        raise ConfigError(
-            f"RESUME_STATE=full needs a volume that renames (resume-itr_N.npz is streamed to a "
-            f"temp file and renamed) but CKPT_DIR={config.ckpt_dir} is written in object mode; "
-            "set RESUME_STATE=off, or use a volume with rename (docs/volumes.md).")
-    return mode
+    return capabilities.write_mode(config.ckpt_dir, config.write_mode, log)
 
 
 def _take_over(run: RunDir, start: StartPoint) -> None:
